@@ -1,0 +1,131 @@
+"""Turn runs into the result table (plain text for the terminal, Markdown for README.md)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from measure import Measurement
+from scenarios import Scenario, Verification
+
+COLUMNS = ("tool", "scenario", "wall s", "CPU s", "peak RSS MiB", "files/s", "MB/s", "verified")
+RIGHT_ALIGNED = frozenset({"wall s", "CPU s", "peak RSS MiB", "files/s", "MB/s"})
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One tool run of one scenario."""
+
+    measurement: Measurement
+    verification: Verification | None
+    """None when the run timed out (its output is not worth hashing)."""
+
+    @property
+    def verified(self) -> bool:
+        return self.measurement.completed and self.verification is not None and self.verification.ok
+
+    def problem(self) -> str:
+        """What went wrong, in a few words; "" when nothing did."""
+        m, v = self.measurement, self.verification
+        if m.timed_out:
+            return f"timeout after {m.wall:.0f} s"
+        parts = []
+        if m.exit_code != 0:
+            parts.append(f"exit {m.exit_code}")
+        if v is not None and v.bad:
+            parts.append(f"{len(v.bad)}/{v.checked} files bad")
+            if v.extra:
+                parts.append(f"{v.extra} unexpected files")
+        return ", ".join(parts)
+
+
+def summarize(tool: str, scenario: Scenario, runs: Sequence[RunResult]) -> dict[str, str]:
+    """One table row: medians over the runs that completed (exit 0, no timeout).
+
+    When no run completed, times are medians over all runs and the rates are left
+    out, since a rate of a failed download means nothing.
+    """
+    completed = [r.measurement for r in runs if r.measurement.completed]
+    basis = completed or [r.measurement for r in runs]
+    wall = statistics.median(m.wall for m in basis)
+    row = {
+        "tool": tool,
+        "scenario": scenario.name,
+        "wall s": f"{wall:.2f}",
+        "CPU s": f"{statistics.median(m.cpu for m in basis):.2f}",
+        "peak RSS MiB": f"{statistics.median(m.maxrss_kib for m in basis) / 1024:.1f}",
+        "files/s": f"{scenario.count / wall:,.0f}" if completed else "-",
+        "MB/s": f"{scenario.total_bytes / wall / 1e6:,.0f}" if completed else "-",
+        "verified": _verified_cell(runs),
+    }
+    return row
+
+
+def _verified_cell(runs: Sequence[RunResult]) -> str:
+    failed = [r for r in runs if not r.verified]
+    if not failed:
+        extra = max((r.verification.extra for r in runs if r.verification), default=0)
+        return "yes" if not extra else f"yes (+{extra} stray files)"
+    problems = sorted({r.problem() for r in failed})
+    share = f" in {len(failed)}/{len(runs)} runs" if len(runs) > 1 else ""
+    return f"NO: {'; '.join(problems)}{share}"
+
+
+def skipped_row(tool: str, scenario: Scenario, reason: str) -> dict[str, str]:
+    row = {column: "-" for column in COLUMNS}
+    row.update(tool=tool, scenario=scenario.name, verified=f"skipped: {reason}")
+    return row
+
+
+def text_table(rows: Sequence[dict[str, str]]) -> str:
+    widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in COLUMNS}
+
+    def line(cells: dict[str, str]) -> str:
+        return "  ".join(
+            cells[c].rjust(widths[c]) if c in RIGHT_ALIGNED else cells[c].ljust(widths[c]) for c in COLUMNS
+        ).rstrip()
+
+    rule = "  ".join("-" * widths[c] for c in COLUMNS)
+    return "\n".join([line({c: c for c in COLUMNS}), rule, *(line(row) for row in rows)])
+
+
+def markdown_table(rows: Sequence[dict[str, str]], header: Sequence[str]) -> str:
+    head = "| " + " | ".join(COLUMNS) + " |"
+    align = "|" + "|".join("---:" if c in RIGHT_ALIGNED else "---" for c in COLUMNS) + "|"
+    body = ["| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |" for row in rows]
+    return "\n".join([*header, "", head, align, *body, ""])
+
+
+def machine_summary() -> str:
+    """``nproc``, total memory and CPU model of this machine, on one line."""
+    return f"nproc {len(os.sched_getaffinity(0))}, {_total_memory_gib():.1f} GiB RAM, CPU {_cpu_model()}"
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def _total_memory_gib() -> float:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / (1024 * 1024)
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,44 @@
+"""downloader: a concurrent bulk downloader that streams many URLs to disk, safely.
+
+>>> import downloader
+>>> results = downloader.download(["https://example.org/a.csv"], dest="data")  # doctest: +SKIP
+"""
+
+from downloader.api import Run, download
+from downloader.config import Config, EngineName, __version__
+from downloader.errors import (
+    BodyIncomplete,
+    ConnectError,
+    DownloadError,
+    HTTPStatusError,
+    IntegrityError,
+    InvalidJob,
+    LocalIOError,
+    RetriesExhausted,
+    StallTimeout,
+    TransferError,
+)
+from downloader.jobs import Job, Result, Status
+from downloader.progress import Summary
+
+__all__ = [
+    "BodyIncomplete",
+    "Config",
+    "ConnectError",
+    "DownloadError",
+    "EngineName",
+    "HTTPStatusError",
+    "IntegrityError",
+    "InvalidJob",
+    "Job",
+    "LocalIOError",
+    "Result",
+    "RetriesExhausted",
+    "Run",
+    "StallTimeout",
+    "Status",
+    "Summary",
+    "TransferError",
+    "__version__",
+    "download",
+]

@@ -1,0 +1,177 @@
+"""The command line: parse argv into a Config, run the library, print the summary, exit.
+
+Exit status: 0 every URL downloaded or skipped; 1 one or more failed; 2 usage
+error (unknown option, unreadable list file); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from downloader.api import Run
+from downloader.config import Config, __version__
+from downloader.report import JsonReport
+from downloader.sources import Entry, read_list, read_urls
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A problem with the command line itself: exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="downloader",
+        description="Download many URLs in parallel, streaming each body to disk.",
+        epilog="List format: one URL per line, then optional out=PATH sha256=HEX size=BYTES; '#' starts a comment.",
+    )
+    parser.add_argument("urls", nargs="*", metavar="URL", help="URLs to download (besides those in -i lists)")
+    parser.add_argument("-i", "--input-file", action="append", default=[], metavar="FILE",
+                        help="read the URL list from FILE ('-' = standard input); may be repeated")
+    parser.add_argument("-d", "--dest", default=".", metavar="DIR", help="output directory, created if missing (default: .)")
+    parser.add_argument("-e", "--engine", choices=("asyncio", "threads"), default="asyncio", help="default: asyncio")
+    parser.add_argument("-j", "--concurrency", type=_positive_int, default=16, metavar="N",
+                        help="simultaneous transfers (default 16)")
+    parser.add_argument("--retries", type=_count, default=5, metavar="N", help="retries after the first attempt (default 5)")
+    parser.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="connect timeout and stall timeout: no byte for this long (default 30)")
+    parser.add_argument("--max-wait", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="longest Retry-After to honour; a longer one fails the URL at once (default 300)")
+    parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
+    parser.add_argument("--report", metavar="FILE", help="write a JSON report, one record per URL")
+    parser.add_argument("--version", action="version", version=f"downloader {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on an unknown option or a bad value
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="downloader: %(message)s")
+    try:
+        config = _config(args)
+        lists = [_open_list(name) for name in args.input_file]
+        if not args.urls and not lists:
+            raise UsageError("no URLs: give URLs as arguments or a list with -i FILE")
+        report = _open_report(args.report)
+    except UsageError as error:
+        parser.print_usage(sys.stderr)
+        print(f"downloader: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(config, _entries(args.urls, lists), report)
+
+
+def _run(config: Config, entries: Iterator[Entry], report: JsonReport | None) -> int:
+    run = Run(config, on_result=report.add if report else None, stream=sys.stderr)
+    try:
+        summary = run(entries)
+    except KeyboardInterrupt:
+        summary = run.summary()
+        _finish(run, summary, report)
+        _exit_now_if_workers_linger()
+        return EXIT_INTERRUPTED
+    _finish(run, summary, report)
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _finish(run: Run, summary: object, report: JsonReport | None) -> None:
+    from downloader.progress import Summary
+
+    assert isinstance(summary, Summary)
+    if report is not None:
+        report.close(summary)
+    print(summary.line(), file=sys.stderr)
+    for line in run.failures():
+        print(f"  {line}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _exit_now_if_workers_linger() -> None:
+    """After Ctrl-C, worker threads blocked on a socket would delay the exit: end now.
+
+    Parts and their state are already safe on disk (state before the first byte,
+    the final name only by rename), so nothing is lost by not waiting.
+    """
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    dest = Path(args.dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create destination {dest}: {exc.strerror or exc}") from exc
+    try:
+        return Config(dest=dest, engine=args.engine, concurrency=args.concurrency, retries=args.retries,
+                      timeout=args.timeout, max_wait=args.max_wait, resume=not args.no_resume,
+                      progress=not args.quiet and sys.stderr.isatty())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _entries(urls: list[str], lists: list[tuple[IO[bytes], str]]) -> Iterator[Entry]:
+    sources = [read_urls(urls)] + [read_list(stream, name) for stream, name in lists]
+    return itertools.chain.from_iterable(sources)
+
+
+def _open_list(name: str) -> tuple[IO[bytes], str]:
+    if name == "-":
+        return sys.stdin.buffer, "<stdin>"
+    try:
+        return open(name, "rb"), name
+    except OSError as exc:
+        raise UsageError(f"cannot read list {name}: {exc.strerror or exc}") from exc
+
+
+def _open_report(name: str | None) -> JsonReport | None:
+    if name is None:
+        return None
+    try:
+        return JsonReport(open(name, "w", encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot write report {name}: {exc.strerror or exc}") from exc
+
+
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The run's options: one frozen :class:`Config`, passed down explicitly (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "Config", "EngineName"]
+
+__version__ = "0.1.0"
+
+EngineName = Literal["asyncio", "threads"]
+"""The engines: asyncio (aiohttp + aiofiles) or threads (requests + requests-futures)."""
+
+DEFAULT_CHUNK_SIZE = 256 * 1024
+"""Bytes per read and write. requests' iter_content defaults to 1 byte: never rely on it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Config:
+    """Everything a run needs to know. Validated on creation; change with ``dataclasses.replace``."""
+
+    dest: Path = Path(".")
+    """Output directory, created if missing."""
+    engine: EngineName = "asyncio"
+    """Which engine moves the bytes."""
+    concurrency: int = 16
+    """Simultaneous transfers; the connection pool is sized to match."""
+    retries: int = 5
+    """Retries after the first attempt of a URL."""
+    timeout: float = 30.0
+    """Seconds to connect, and seconds without a byte before a transfer counts as stalled."""
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    """Bytes per read from the socket and per write to the file."""
+    backoff_base: float = 0.5
+    """First retry waits up to this many seconds; each further retry doubles it (full jitter)."""
+    backoff_cap: float = 30.0
+    """No backoff wait is longer than this."""
+    max_wait: float = 300.0
+    """Longest Retry-After honoured; a server asking for more fails the URL at once."""
+    resume: bool = True
+    """Continue a ``.part`` left by an earlier run; False restarts every part."""
+    progress: bool = True
+    """Show the animated progress bar (the CLI turns it off with -q or when stderr is no terminal)."""
+    user_agent: str = f"downloader/{__version__}"
+    """The User-Agent header sent with every request."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dest", Path(self.dest))
+        if self.engine not in ("asyncio", "threads"):
+            raise ValueError(f"engine must be 'asyncio' or 'threads', not {self.engine!r}")
+        _require(self.concurrency >= 1, f"concurrency must be at least 1, not {self.concurrency}")
+        _require(self.retries >= 0, f"retries must be 0 or more, not {self.retries}")
+        _require(self.timeout > 0, f"timeout must be more than 0 seconds, not {self.timeout}")
+        _require(self.chunk_size >= 1024, f"chunk_size must be at least 1024 bytes, not {self.chunk_size}")
+        _require(self.backoff_base >= 0 and self.backoff_cap >= 0, "backoff times must not be negative")
+        _require(self.max_wait >= 0, f"max_wait must not be negative, not {self.max_wait}")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)

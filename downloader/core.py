@@ -1,0 +1,264 @@
+"""Protocol decisions, free of I/O: what to ask the server, and what its answer means.
+
+Both engines call these functions with plain values (what is on disk, the status,
+the headers) and do what the returned :class:`Decision` says. Nothing here reads a
+socket or a file, so every rule is tested with plain function calls.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from datetime import datetime, timezone
+from typing import ClassVar
+
+from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError
+from downloader.jobs import Job
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "Action",
+    "Decision",
+    "Request",
+    "ResumeState",
+    "check_complete",
+    "judge",
+    "parse_content_range",
+    "parse_retry_after",
+    "plan_request",
+]
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+"""Statuses worth another attempt (RFC 9110 §15.5.9, §15.6; RFC 8470; RFC 6585 §4)."""
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """What is kept beside a part so that a later run can resume it safely."""
+
+    VERSION: ClassVar[int] = 1
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    size: int | None = None
+    """The full size of the file, when the server said it."""
+
+    @property
+    def strong_etag(self) -> str | None:
+        """The ETag if it is strong; RFC 9110 §13.1.5 forbids weak ones in If-Range."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return None
+
+    @property
+    def validator(self) -> str | None:
+        """What to send in If-Range: the strong ETag, else Last-Modified."""
+        return self.strong_etag or self.last_modified
+
+    def dumps(self) -> str:
+        fields = {"url": self.url, "etag": self.etag, "last_modified": self.last_modified, "size": self.size}
+        return json.dumps({"version": self.VERSION, **fields})
+
+    @classmethod
+    def loads(cls, text: str, url: str) -> ResumeState | None:
+        """Parse a saved state; None when it is damaged, of another version or for another URL."""
+        try:
+            data = json.loads(text)
+            state = cls(data["url"], data["etag"], data["last_modified"], data["size"])
+            valid = data["version"] == cls.VERSION and state.url == url
+            valid = valid and (state.size is None or (type(state.size) is int and state.size >= 0))
+            valid = valid and all(v is None or isinstance(v, str) for v in (state.etag, state.last_modified))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return state if valid else None
+
+    @classmethod
+    def from_headers(cls, url: str, headers: Mapping[str, str], size: int | None) -> ResumeState:
+        return cls(url, headers.get("ETag"), headers.get("Last-Modified"), size)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The GET to send: URL, headers, and the part offset it continues from (0 = whole file)."""
+
+    url: str
+    headers: dict[str, str]
+    offset: int = 0
+
+
+def plan_request(url: str, *, have: int, state: ResumeState | None, user_agent: str) -> Request:
+    """The request for ``url`` when ``have`` bytes of it are in the part, described by ``state``."""
+    # Identity encoding: offsets, Content-Length and digests then describe the file
+    # itself, not a compressed stream of it (RFC 9110 §12.5.3).
+    headers = {"Accept-Encoding": "identity", "User-Agent": user_agent}
+    if have <= 0 or state is None:
+        return Request(url, headers, 0)
+    headers["Range"] = f"bytes={have}-"
+    if state.validator:
+        # RFC 9110 §13.1.5: the server sends the range only if the file is unchanged.
+        headers["If-Range"] = state.validator
+    return Request(url, headers, have)
+
+
+class Action(enum.Enum):
+    WRITE = "write"
+    """Stream the body into the part, starting at ``Decision.offset``."""
+    COMPLETE = "complete"
+    """The part already holds the whole file; finish it without a body."""
+    RESTART = "restart"
+    """The answer cannot continue the part: discard it and ask for the whole file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a response."""
+
+    action: Action
+    offset: int = 0
+    """WRITE: where the body goes in the part; 0 means truncate and start over."""
+    total: int | None = None
+    """The full size of the file, when known."""
+    state: ResumeState | None = None
+    """WRITE from 0: the state to save beside the part before the first body byte."""
+    reason: str = ""
+    """RESTART, or a WRITE from 0 that drops a part: why, for the log."""
+
+
+def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job, state: ResumeState | None) -> Decision:
+    """Decide what ``status`` and ``headers`` mean for the part described by ``request`` and ``state``.
+
+    Raises:
+        HTTPStatusError: a status that carries no usable body (retryable or not).
+        IntegrityError: the server announces a size other than the list's ``size=``.
+    """
+    if status == 200:
+        decision = _judge_full(request, headers, job)
+    elif status == 206:
+        decision = _judge_partial(request, headers, state)
+    elif status == 416:
+        decision = _judge_unsatisfiable(request, headers, state)
+    else:
+        raise _status_error(job.url, status, headers)
+    if decision.total is not None and job.size is not None and decision.total != job.size:
+        actual = str(decision.total)
+        raise IntegrityError(job.url, f"server announces {actual} bytes, the list says size={job.size}", str(job.size), actual)
+    return decision
+
+
+def _judge_full(request: Request, headers: Mapping[str, str], job: Job) -> Decision:
+    # RFC 9110 §13.1.5 and §14.2: a 200 to a ranged request means the file changed
+    # (If-Range failed) or the server ignores ranges. Never append a full body to a part.
+    total = _content_length(headers)
+    reason = "server sent the whole file; restarting the part" if request.offset else ""
+    return Decision(Action.WRITE, 0, total, ResumeState.from_headers(job.url, headers, total), reason)
+
+
+def _judge_partial(request: Request, headers: Mapping[str, str], state: ResumeState | None) -> Decision:
+    # RFC 9110 §15.3.7: a 206 must carry Content-Range; without one the body's place is unknown.
+    span = parse_content_range(headers.get("Content-Range"))
+    if span is None:
+        return Decision(Action.RESTART, reason="206 without a usable Content-Range")
+    start, end, total = span
+    if start != request.offset or (total is not None and end != total - 1):
+        return Decision(Action.RESTART, reason=f"asked for bytes {request.offset}- and got {start}-{end}")
+    if state is None:  # a 206 to a request without Range: accept it only if it is the whole file
+        if start == 0 and total is not None:
+            return Decision(Action.WRITE, 0, total, ResumeState(request.url, headers.get("ETag"), None, total))
+        return Decision(Action.RESTART, reason="unrequested partial answer")
+    if state.size is not None and total != state.size:
+        return Decision(Action.RESTART, reason=f"file size changed from {state.size} to {total}")
+    etag = headers.get("ETag")
+    if state.strong_etag and etag and etag != state.strong_etag:
+        # The server ignored If-Range and sent a range of another version.
+        return Decision(Action.RESTART, reason="ETag changed; the server ignored If-Range")
+    if not state.validator and (state.size is None or total != state.size):
+        return Decision(Action.RESTART, reason="no validator saved and the size does not prove the same file")
+    return Decision(Action.WRITE, start, total)
+
+
+def _judge_unsatisfiable(request: Request, headers: Mapping[str, str], state: ResumeState | None) -> Decision:
+    # RFC 9110 §15.5.17: 416 carries "Content-Range: bytes */<size>". When the part
+    # already holds that many bytes, the file is complete.
+    match = _UNSATISFIED_RANGE.match(headers.get("Content-Range", "").strip())
+    total = int(match.group(1)) if match else None
+    expected = state.size if state else None
+    proven = state is not None and (state.validator is not None or state.size == total)
+    if request.offset and total == request.offset and expected in (None, total) and proven:
+        return Decision(Action.COMPLETE, request.offset, total)
+    return Decision(Action.RESTART, reason=f"416 with the part at {request.offset} bytes of {total}")
+
+
+def _status_error(url: str, status: int, headers: Mapping[str, str]) -> HTTPStatusError:
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if 300 <= status < 400:
+        where = headers.get("Location", "no Location")
+        return HTTPStatusError(url, f"HTTP {status} redirect not followed ({where})", status, False)
+    retryable = status in RETRYABLE_STATUSES
+    try:
+        phrase = " " + HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return HTTPStatusError(url, f"HTTP {status}{phrase}", status, retryable, retry_after)
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("Content-Length")
+    if value is None or "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """``(first, last, total)`` from ``bytes first-last/total`` (total None for ``*``)."""
+    match = _CONTENT_RANGE.match(value.strip()) if value else None
+    if not match:
+        return None
+    first, last, total = int(match.group(1)), int(match.group(2)), match.group(3)
+    size = None if total == "*" else int(total)
+    if last < first or (size is not None and last >= size):
+        return None
+    return first, last, size
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def check_complete(job: Job, *, size: int, total: int | None, sha256: str | None) -> None:
+    """Raise unless a finished body of ``size`` bytes (with digest ``sha256``) is the whole file.
+
+    Raises:
+        BodyIncomplete: fewer bytes than announced (another attempt resumes).
+        IntegrityError: more bytes than announced, or the list's size or sha256 do not match.
+    """
+    if total is not None and size < total:
+        raise BodyIncomplete(job.url, f"connection closed after {size} of {total} bytes")
+    if total is not None and size > total:
+        raise IntegrityError(job.url, f"received {size} bytes, {total} announced", str(total), str(size))
+    if job.size is not None and size != job.size:
+        raise IntegrityError(job.url, f"size mismatch: expected {job.size} bytes, got {size}", str(job.size), str(size))
+    if job.sha256 is not None and sha256 != job.sha256:
+        reason = f"sha256 mismatch: expected {job.sha256}, got {sha256}"
+        raise IntegrityError(job.url, reason, job.sha256, str(sha256))

@@ -1,0 +1,121 @@
+"""Admission of list entries, shared by both engines: paths, skips, duplicates.
+
+Each entry is *admitted* before an engine spends a connection on it:
+
+* an invalid entry, or one whose final file is already present, is settled at once;
+* a URL whose output path is already being written by the same URL waits, parked,
+  and takes that transfer's outcome when it ends (a duplicate is fetched once);
+* a different URL aiming at a path in flight fails: it would overwrite the other.
+
+Only transfers in flight are remembered (their paths, and the duplicates parked on
+them), so memory does not grow with the length of the list; what must be remembered
+beyond that lives on disk: a file finished earlier in the run is simply present.
+The engine's window of slots counts parked jobs too, which bounds them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from downloader import naming, storage
+from downloader.config import Config
+from downloader.errors import DownloadError, InvalidJob
+from downloader.jobs import Job, Result, Status
+from downloader.progress import Events
+from downloader.sources import Entry
+
+__all__ = ["Admission", "Dispatcher", "Verdict", "failed_result"]
+
+log = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    START = "start"
+    """Fetch ``job`` into ``path``; call :meth:`Dispatcher.settle` with its result."""
+    SETTLED = "settled"
+    """The entry's result is already reported; free its slot."""
+    PARKED = "parked"
+    """A duplicate of a transfer in flight: keep its slot, settle() frees it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    verdict: Verdict
+    job: Job | None = None
+    path: Path | None = None
+
+
+@dataclass(slots=True)
+class _Claim:
+    url: str
+    origin: str | None
+    parked: list[Job] = field(default_factory=list)
+
+
+def failed_result(url: str, error: DownloadError | str, origin: str | None = None, path: Path | None = None) -> Result:
+    """A ``failed`` result carrying the error's reason."""
+    return Result(url, Status.FAILED, str(path) if path else None, error=str(error), origin=origin)
+
+
+class Dispatcher:
+    """Decides, for each entry, whether an engine should fetch it. Thread-safe."""
+
+    def __init__(self, config: Config, events: Events) -> None:
+        self._dest = config.dest
+        self._events = events
+        self._claims: dict[Path, _Claim] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs admitted but not yet settled (transfers and their parked duplicates)."""
+        with self._lock:
+            return sum(1 + len(claim.parked) for claim in self._claims.values())
+
+    def admit(self, entry: Entry) -> Admission:
+        self._events.job_seen()
+        if isinstance(entry, InvalidJob):
+            return self._settle_now(failed_result(entry.url, entry, entry.origin))
+        try:
+            path = naming.output_path(entry, self._dest)
+            present = storage.existing_result(entry, path)
+        except DownloadError as error:
+            return self._settle_now(failed_result(entry.url, error, entry.origin))
+        with self._lock:
+            claim = self._claims.get(path)
+            if claim is None and present is None:
+                self._claims[path] = _Claim(entry.url, entry.origin)
+                return Admission(Verdict.START, entry, path)
+            if claim is not None and claim.url == entry.url:
+                claim.parked.append(entry)
+                return Admission(Verdict.PARKED)
+        if claim is not None:
+            where = f" ({claim.origin})" if claim.origin else ""
+            error = InvalidJob(entry.url, f"{path} is already being written by {claim.url}{where}; not overwriting it")
+            return self._settle_now(failed_result(entry.url, error, entry.origin, path))
+        assert present is not None
+        return self._settle_now(present)
+
+    def settle(self, job: Job, path: Path, result: Result) -> int:
+        """Report a transfer's result and those of its parked duplicates; how many parked ones."""
+        with self._lock:
+            claim = self._claims.pop(path)
+        self._events.result(result)
+        for duplicate in claim.parked:
+            self._events.result(_duplicate_result(duplicate, result))
+        return len(claim.parked)
+
+    def _settle_now(self, result: Result) -> Admission:
+        self._events.result(result)
+        return Admission(Verdict.SETTLED)
+
+
+def _duplicate_result(job: Job, first: Result) -> Result:
+    where = f" ({first.origin})" if first.origin else ""
+    if first.status is Status.FAILED:
+        return replace(first, origin=job.origin, received=0, error=f"{first.error} (same URL as{where or ' another line'})")
+    return replace(first, status=Status.SKIPPED, origin=job.origin, received=0, error=f"duplicate of{where or ' another line'}")

@@ -1,0 +1,151 @@
+"""The asyncio engine: aiohttp + aiofiles, every transfer a task on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiofiles
+import aiohttp
+
+from downloader.config import Config
+from downloader.core import Action
+from downloader.dispatch import Dispatcher, Verdict, failed_result
+from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
+from downloader.jobs import Job, Result
+from downloader.progress import Events
+from downloader.retry import RetryState
+from downloader.sources import Entry
+from downloader.storage import Transfer, local_error
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+_READ_BATCH = 256  # list entries read per hop to the reader thread
+
+
+def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
+    """Fetch every entry with up to ``config.concurrency`` transfers on one event loop."""
+    asyncio.run(_run(entries, config, events, dispatcher))
+
+
+async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
+    # One slot per transfer; a parked duplicate keeps the slot it was admitted with.
+    slots = asyncio.Semaphore(config.concurrency)
+    async with _session(config) as session, asyncio.TaskGroup() as tasks:
+        async for entry in _read(entries):
+            await slots.acquire()
+            admission = dispatcher.admit(entry)
+            if admission.verdict is Verdict.SETTLED:
+                slots.release()
+            elif admission.verdict is Verdict.START:
+                assert admission.job is not None and admission.path is not None
+                job, path = admission.job, admission.path
+                tasks.create_task(_run_one(session, job, path, config, events, dispatcher, slots))
+
+
+async def _read(entries: Iterator[Entry]) -> AsyncIterator[Entry]:
+    """The entries, read in batches in a thread: a slow stdin never blocks the transfers."""
+    def batch() -> list[Entry]:
+        return [entry for entry, _ in zip(entries, range(_READ_BATCH))]
+
+    while items := await asyncio.to_thread(batch):
+        for entry in items:
+            yield entry
+
+
+@contextlib.asynccontextmanager
+async def _session(config: Config) -> AsyncIterator[aiohttp.ClientSession]:
+    # No total timeout (bodies may take hours); connect and stall timeouts instead.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout, sock_read=config.timeout)
+    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=0, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                     trust_env=False, raise_for_status=False) as session:
+        yield session
+
+
+async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events,
+                   dispatcher: Dispatcher, slots: asyncio.Semaphore) -> None:
+    try:
+        result = await fetch(session, job, path, config, events)
+    except DownloadError as error:
+        result = failed_result(job.url, error, job.origin, path)
+    except Exception as error:  # a bug must not take the other transfers down with it
+        log.exception("internal error while fetching %s", job.url)
+        result = failed_result(job.url, f"internal error: {error!r}", job.origin, path)
+    parked = dispatcher.settle(job, path, result)
+    for _ in range(parked + 1):
+        slots.release()
+
+
+async def fetch(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events) -> Result:
+    """Download ``job`` to ``path``, retrying as the policy allows. Raises DownloadError."""
+    retry = RetryState.from_config(config)
+    while True:
+        try:
+            return await _attempt(session, job, path, config, events)
+        except DownloadError as error:
+            retry = retry.increment(error)
+            log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
+            await asyncio.sleep(retry.delay)
+
+
+async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events) -> Result:
+    transfer = Transfer(job, path, config)
+    for _ in range(2):  # a second request only after a RESTART
+        request = await asyncio.to_thread(transfer.prepare)
+        with _mapped_errors(job.url, transfer.part):
+            async with _get(session, request.url, request.headers, config) as response:
+                decision = await asyncio.to_thread(transfer.accept, response.status, response.headers)
+                if decision.action is Action.RESTART:
+                    continue
+                if decision.action is Action.WRITE:
+                    await _receive(response, transfer, config, events)
+        return await asyncio.to_thread(transfer.finish)
+    raise TransferError(job.url, "the server twice answered with a range that cannot be used")
+
+
+async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, config: Config, events: Events) -> None:
+    assert transfer.decision is not None
+    if transfer.decision.total is not None:
+        events.bytes_expected(transfer.decision.total - transfer.decision.offset)
+    async with aiofiles.open(transfer.part, transfer.open_mode) as file:
+        # auto_decompress=False: the bytes stored are the bytes the server sent.
+        async for chunk in response.content.iter_chunked(config.chunk_size):
+            await file.write(chunk)
+            transfer.feed(chunk)
+            events.bytes_received(len(chunk))
+
+
+def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str], config: Config) -> aiohttp.client._RequestContextManager:
+    return session.get(url, headers=headers, allow_redirects=True, max_redirects=10)
+
+
+@contextlib.contextmanager
+def _mapped_errors(url: str, part: Path) -> Iterator[None]:
+    """Translate aiohttp, asyncio and OS errors into the package's own (the one border)."""
+    try:
+        yield
+    except DownloadError:
+        raise
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise ConnectError(url, f"connect timeout: {exc}") from exc
+    except (aiohttp.SocketTimeoutError, asyncio.TimeoutError) as exc:
+        raise StallTimeout(url, "stalled: no data within the timeout") from exc
+    except aiohttp.TooManyRedirects as exc:
+        raise HTTPStatusError(url, "too many redirects", 310, False) from exc
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
+        raise InvalidJob(url, f"cannot fetch: {exc!r}") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise BodyIncomplete(url, f"connection broken during the body: {exc}") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise BodyIncomplete(url, f"server disconnected: {exc}") from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientOSError) as exc:
+        raise ConnectError(url, f"connection failed: {exc}") from exc
+    except aiohttp.ClientError as exc:
+        raise TransferError(url, f"request failed: {exc!r}") from exc
+    except OSError as exc:
+        raise local_error(url, exc, part) from exc

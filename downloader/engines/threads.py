@@ -1,0 +1,172 @@
+"""The threads engine: requests + requests-futures, one blocking transfer per worker thread."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests_futures.sessions import FuturesSession
+
+from downloader.config import Config
+from downloader.core import Action
+from downloader.dispatch import Dispatcher, Verdict, failed_result
+from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
+from downloader.jobs import Job, Result
+from downloader.progress import Events
+from downloader.retry import RetryState
+from downloader.sources import Entry
+from downloader.storage import Transfer, local_error
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(BaseException):
+    """Raised inside a worker when the run is stopping; never reported as a result."""
+
+
+def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
+    """Fetch every entry with ``config.concurrency`` worker threads."""
+    stop = threading.Event()
+    # At most two jobs per worker are admitted and not yet finished (running or
+    # queued in the executor, whose own queue has no bound).
+    slots = threading.BoundedSemaphore(2 * config.concurrency)
+    with _session(config) as session:
+        try:
+            for entry in entries:
+                slots.acquire()
+                admission = dispatcher.admit(entry)
+                if admission.verdict is Verdict.SETTLED:
+                    slots.release()
+                elif admission.verdict is Verdict.START:
+                    assert admission.job is not None and admission.path is not None
+                    job, path = admission.job, admission.path
+                    session.executor.submit(_run_one, session, job, path, config, events, dispatcher, slots, stop)
+            session.executor.shutdown(wait=True)
+        except BaseException:
+            stop.set()
+            session.executor.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+@contextlib.contextmanager
+def _session(config: Config) -> Iterator[FuturesSession]:
+    executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="fetch")
+    session = FuturesSession(executor=executor)
+    # requests-futures only enlarges the pool above 10 workers; size it to match always,
+    # and let our own retry policy, not urllib3's, decide about retries.
+    adapter = HTTPAdapter(pool_connections=config.concurrency, pool_maxsize=config.concurrency, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False
+    session.max_redirects = 10
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _run_one(session: FuturesSession, job: Job, path: Path, config: Config, events: Events,
+             dispatcher: Dispatcher, slots: threading.BoundedSemaphore, stop: threading.Event) -> None:
+    try:
+        result = fetch(session, job, path, config, events, stop)
+    except DownloadError as error:
+        result = failed_result(job.url, error, job.origin, path)
+    except Interrupted:
+        return
+    except Exception as error:  # a bug must not take the other transfers down with it
+        log.exception("internal error while fetching %s", job.url)
+        result = failed_result(job.url, f"internal error: {error!r}", job.origin, path)
+    parked = dispatcher.settle(job, path, result)
+    for _ in range(parked + 1):
+        slots.release()
+
+
+def fetch(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event) -> Result:
+    """Download ``job`` to ``path``, retrying as the policy allows. Raises DownloadError."""
+    retry = RetryState.from_config(config)
+    while True:
+        try:
+            return _attempt(session, job, path, config, events, stop)
+        except DownloadError as error:
+            retry = retry.increment(error)
+            log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
+            if stop.wait(retry.delay):
+                raise Interrupted from None
+
+
+def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event) -> Result:
+    transfer = Transfer(job, path, config)
+    for _ in range(2):  # a second request only after a RESTART
+        request = transfer.prepare()
+        with _mapped_errors(job.url, transfer.part):
+            with _get(session, request.url, request.headers, config) as response:
+                decision = transfer.accept(response.status_code, response.headers)
+                if decision.action is Action.RESTART:
+                    continue
+                if decision.action is Action.WRITE:
+                    _receive(response, transfer, config, events, stop)
+        return transfer.finish()
+    raise TransferError(job.url, "the server twice answered with a range that cannot be used")
+
+
+def _receive(response: requests.Response, transfer: Transfer, config: Config, events: Events, stop: threading.Event) -> None:
+    assert transfer.decision is not None
+    if transfer.decision.total is not None:
+        events.bytes_expected(transfer.decision.total - transfer.decision.offset)
+    with open(transfer.part, transfer.open_mode) as file:
+        # The raw stream, undecoded: the bytes stored are the bytes the server sent.
+        for chunk in response.raw.stream(config.chunk_size, decode_content=False):
+            file.write(chunk)
+            transfer.feed(chunk)
+            events.bytes_received(len(chunk))
+            if stop.is_set():
+                raise Interrupted
+
+
+def _get(session: FuturesSession, url: str, headers: dict[str, str], config: Config) -> requests.Response:
+    # FuturesSession.request would queue the call on the executor we are running in;
+    # the plain Session.request runs it here, in this worker, on the shared pool.
+    return requests.Session.request(session, "GET", url, headers=headers, stream=True,
+                                    timeout=(config.timeout, config.timeout), allow_redirects=True)
+
+
+@contextlib.contextmanager
+def _mapped_errors(url: str, part: Path) -> Iterator[None]:
+    """Translate requests, urllib3 and OS errors into the package's own (the one border)."""
+    try:
+        yield
+    except DownloadError:
+        raise
+    except (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError) as exc:
+        raise ConnectError(url, f"connect timeout: {exc}") from exc
+    except (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+        raise StallTimeout(url, "stalled: no data within the timeout") from exc
+    except requests.TooManyRedirects as exc:
+        raise HTTPStatusError(url, f"too many redirects: {exc}", 310, False) from exc
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
+        raise InvalidJob(url, f"cannot fetch: {exc}") from exc
+    except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
+        raise BodyIncomplete(url, f"connection broken during the body: {_root(exc)}") from exc
+    except (requests.ConnectionError, urllib3.exceptions.HTTPError) as exc:
+        raise ConnectError(url, f"connection failed: {_root(exc)}") from exc
+    except requests.RequestException as exc:
+        raise TransferError(url, f"request failed: {exc}") from exc
+    except OSError as exc:
+        raise local_error(url, exc, part) from exc
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause's message: what actually went wrong."""
+    while exc.__context__ is not None and exc.__cause__ is None and exc.args == ():
+        exc = exc.__context__
+    text = str(exc.args[0]) if exc.args else repr(exc)
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,78 @@
+"""What to download (:class:`Job`) and how each download ended (:class:`Result`)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Job", "Result", "Status"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One URL to fetch, with what the list says about it.
+
+    Args:
+        url: an http or https URL.
+        out: output path relative to the destination; derived from the URL when None.
+        sha256: expected hex digest of the whole file, lower case.
+        size: expected size in bytes.
+        origin: where the job came from (``"urls.txt:12"``, ``"argument 2"``), for messages.
+    """
+
+    url: str
+    out: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    origin: str | None = None
+
+
+class Status(enum.StrEnum):
+    """How one job ended."""
+
+    DOWNLOADED = "downloaded"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one job.
+
+    Args:
+        url: the job's URL (for a malformed list line, the line's text).
+        status: downloaded, skipped or failed.
+        path: the final path of the file, when one was decided.
+        size: bytes of the file under its final name (0 when there is none).
+        received: body bytes received in this run (part of ``size`` may come from an earlier run).
+        sha256: hex digest of the file, when it was computed (the list asked for one).
+        error: why the job failed or was skipped, in words.
+        origin: where the job came from.
+    """
+
+    url: str
+    status: Status
+    path: str | None = None
+    size: int = 0
+    received: int = 0
+    sha256: str | None = None
+    error: str | None = None
+    origin: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless the job failed."""
+        return self.status is not Status.FAILED
+
+    def to_json(self) -> dict[str, object]:
+        """A plain dict for the JSON report."""
+        return {
+            "url": self.url,
+            "status": self.status.value,
+            "path": self.path,
+            "size": self.size,
+            "received": self.received,
+            "sha256": self.sha256,
+            "error": self.error,
+            "origin": self.origin,
+        }

@@ -1,0 +1,174 @@
+"""Counting what happens in a run: the progress bar, the summary line, the list of failures.
+
+Engines call :class:`Progress` from any thread, once per chunk; it only adds
+numbers under a lock. A ticker thread redraws the tqdm bar at most ten times a
+second, however fast the chunks arrive, so the bar costs nothing per chunk.
+Failures are spooled to a temporary file, not kept in memory: a run over a
+million URLs that all fail still prints every one at the end in bounded memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Protocol
+
+from tqdm import tqdm
+
+from downloader.jobs import Result, Status
+
+__all__ = ["Events", "Progress", "Summary", "human_bytes"]
+
+_REFRESH_SECONDS = 0.1
+
+
+class Events(Protocol):
+    """What engines report while they work."""
+
+    def job_seen(self) -> None: ...
+    def bytes_expected(self, count: int) -> None: ...
+    def bytes_received(self, count: int) -> None: ...
+    def result(self, result: Result) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts for a whole run."""
+
+    downloaded: int
+    skipped: int
+    failed: int
+    interrupted: int
+    received: int
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.interrupted == 0
+
+    def line(self) -> str:
+        """The one summary line printed at the end of every run."""
+        counts = f"downloaded {self.downloaded}, skipped {self.skipped}, failed {self.failed}"
+        if self.interrupted:
+            counts += f", interrupted {self.interrupted}"
+        rate = self.received / self.elapsed if self.elapsed > 0 else 0.0
+        return f"{counts}; {human_bytes(self.received)} in {self.elapsed:.2f} s ({human_bytes(rate)}/s)"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "downloaded": self.downloaded,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "interrupted": self.interrupted,
+            "bytes": self.received,
+            "elapsed": round(self.elapsed, 3),
+        }
+
+
+class Progress:
+    """Thread-safe counters behind the bar and the summary (an :class:`Events`)."""
+
+    def __init__(self, *, bar: bool = False, stream: IO[str] | None = None,
+                 on_result: Callable[[Result], None] | None = None) -> None:
+        self._on_result = on_result
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._seen = self._expected = self._received = 0
+        self._counts = {status: 0 for status in Status}
+        self._failures: IO[str] | None = None
+        self._stop = threading.Event()
+        self._bar: tqdm[None] | None = None
+        self._ticker: threading.Thread | None = None
+        if bar:
+            self._bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, file=stream,
+                             dynamic_ncols=True, mininterval=_REFRESH_SECONDS, leave=True, smoothing=0.1)
+            self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._ticker.start()
+
+    # -- Events ----------------------------------------------------------------
+
+    def job_seen(self) -> None:
+        with self._lock:
+            self._seen += 1
+
+    def bytes_expected(self, count: int) -> None:
+        with self._lock:
+            self._expected += count
+
+    def bytes_received(self, count: int) -> None:
+        with self._lock:
+            self._received += count
+
+    def result(self, result: Result) -> None:
+        with self._lock:
+            self._counts[result.status] += 1
+            if result.status is Status.FAILED:
+                self._spool().write(f"{result.url}: {result.error}\n")
+            if self._on_result is not None:
+                self._on_result(result)
+
+    # -- the end of a run ------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the ticker and draw the bar one last time."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if self._bar is not None:
+            self._draw()
+            self._bar.close()
+
+    def summary(self, interrupted: int = 0) -> Summary:
+        with self._lock:
+            counts = dict(self._counts)
+            received = self._received
+        return Summary(counts[Status.DOWNLOADED], counts[Status.SKIPPED], counts[Status.FAILED],
+                       interrupted, received, time.monotonic() - self._started)
+
+    def failures(self) -> Iterator[str]:
+        """Each failure as ``URL: reason``, in the order they happened."""
+        if self._failures is None:
+            return
+        self._failures.flush()
+        self._failures.seek(0)
+        for line in self._failures:
+            yield line.rstrip("\n")
+        self._failures.close()
+        self._failures = None
+
+    def _spool(self) -> IO[str]:
+        if self._failures is None:
+            self._failures = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        return self._failures
+
+    # -- the bar ---------------------------------------------------------------
+
+    def _tick(self) -> None:
+        while not self._stop.wait(_REFRESH_SECONDS):
+            self._draw()
+
+    def _draw(self) -> None:
+        assert self._bar is not None
+        with self._lock:
+            received, expected, seen = self._received, self._expected, self._seen
+            done = self._counts[Status.DOWNLOADED] + self._counts[Status.SKIPPED] + self._counts[Status.FAILED]
+            failed = self._counts[Status.FAILED]
+        bar = self._bar
+        if expected and expected >= received:
+            bar.total = expected
+        bar.n = received
+        postfix = f"files {done}/{seen}" + (f", failed {failed}" if failed else "")
+        bar.set_postfix_str(postfix, refresh=False)
+        bar.refresh()
+
+
+def human_bytes(count: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")

@@ -1,0 +1,124 @@
+"""Read URL lists lazily: each line becomes a :class:`Job` or an :class:`InvalidJob`.
+
+Format (one job per line)::
+
+    # comments and blank lines are ignored
+    https://example.org/data/a.csv
+    https://example.org/data/b.bin   out=raw/b.bin   sha256=9f86d08...   size=1048576
+
+A malformed line is yielded as an :class:`InvalidJob` naming the file and the line
+number, so the caller can count it as failed and go on with the next line.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import BinaryIO
+
+from downloader.errors import InvalidJob
+from downloader.jobs import Job
+
+__all__ = ["Entry", "parse_line", "read_list", "read_urls", "validate_url"]
+
+Entry = Job | InvalidJob
+"""What a source yields: a job to run, or the error of a line that cannot be one."""
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_KEYS = ("out", "sha256", "size")
+
+
+def validate_url(url: str) -> str | None:
+    """Why ``url`` cannot be fetched, or None when it is a usable http(s) URL."""
+    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        return "URL contains white space or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme or "none"
+        return f"unsupported scheme {scheme!r} (only http and https)"
+    if not parts.hostname:
+        return "URL has no host"
+    return None
+
+
+def parse_line(text: str, origin: str) -> Entry | None:
+    """Parse one list line: a Job, an InvalidJob, or None for a blank or comment line."""
+    text = text.strip()
+    if not text or text.startswith("#"):
+        return None
+    url, *fields = text.split()
+    problem = validate_url(url)
+    if problem:
+        return InvalidJob(url, f"{origin}: {problem}", origin)
+    values: dict[str, str] = {}
+    for field in fields:
+        key, sep, value = field.partition("=")
+        problem = _field_problem(key, sep, value, values)
+        if problem:
+            return InvalidJob(url, f"{origin}: {problem}", origin)
+        values[key] = value
+    return Job(
+        url,
+        out=values.get("out"),
+        sha256=values["sha256"].lower() if "sha256" in values else None,
+        size=int(values["size"]) if "size" in values else None,
+        origin=origin,
+    )
+
+
+def _field_problem(key: str, sep: str, value: str, seen: dict[str, str]) -> str | None:
+    if not sep:
+        return f"expected key=value after the URL, got {key!r}"
+    if key not in _KEYS:
+        return f"unknown key {key!r} (known: {', '.join(_KEYS)})"
+    if key in seen:
+        return f"key {key!r} given twice"
+    if key == "sha256" and not _SHA256.fullmatch(value):
+        return f"sha256 must be 64 hex digits, got {value!r}"
+    if key == "size" and not value.isdigit():
+        return f"size must be a whole number of bytes, got {value!r}"
+    if key == "out" and not value:
+        return "out= needs a path"
+    return None
+
+
+def _job_problem(job: Job) -> str | None:
+    problem = validate_url(job.url)
+    if problem is None and job.sha256 is not None and not _SHA256.fullmatch(job.sha256):
+        problem = f"sha256 must be 64 hex digits, got {job.sha256!r}"
+    if problem is None and job.size is not None and (type(job.size) is not int or job.size < 0):
+        problem = f"size must be a whole number of bytes, got {job.size!r}"
+    return problem
+
+
+def read_list(stream: BinaryIO, name: str) -> Iterator[Entry]:
+    """Yield the entries of a list file, one line at a time (never the whole file)."""
+    for number, raw in enumerate(stream, start=1):
+        origin = f"{name}:{number}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", "replace").strip()
+            yield InvalidJob(text, f"{origin}: line is not UTF-8 ({exc.reason})", origin)
+            continue
+        entry = parse_line(text.lstrip("\ufeff") if number == 1 else text, origin)
+        if entry is not None:
+            yield entry
+
+
+def read_urls(urls: Iterable[str | Job]) -> Iterator[Entry]:
+    """Turn URLs or jobs given directly (arguments, the library API) into entries."""
+    for number, item in enumerate(urls, start=1):
+        if isinstance(item, Job):
+            problem = _job_problem(item)
+            yield InvalidJob(item.url, problem, item.origin) if problem else replace(item, sha256=item.sha256 and item.sha256.lower())
+            continue
+        origin = f"argument {number}"
+        problem = validate_url(item)
+        yield InvalidJob(item, f"{origin}: {problem}", origin) if problem else Job(item, origin=origin)

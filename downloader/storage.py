@@ -1,0 +1,168 @@
+"""Files on disk: the part, the resume state beside it, the running hash, the atomic finish.
+
+Layout for a final path ``NAME``:
+
+* ``NAME.part``: the body as it arrives;
+* ``NAME.part.state``: a small JSON :class:`~downloader.core.ResumeState`, written
+  (new file, then rename) before the first body byte and never after;
+* ``NAME``: appears only through ``os.replace`` of a part that passed every check,
+  so a file under its final name is always complete.
+
+Every function here blocks on the file system; the asyncio engine calls them
+through ``asyncio.to_thread``. :class:`Transfer` holds one attempt's state and
+calls into :mod:`downloader.core` for each decision, so both engines share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from downloader import core
+from downloader.config import Config
+from downloader.core import Action, Decision, Request, ResumeState
+from downloader.errors import IntegrityError, InvalidJob, LocalIOError
+from downloader.jobs import Job, Result, Status
+from downloader.naming import PART_SUFFIX, STATE_SUFFIX
+
+__all__ = ["Transfer", "existing_result", "local_error"]
+
+log = logging.getLogger(__name__)
+_PRIME_BLOCK = 1 << 20
+
+
+def existing_result(job: Job, path: Path) -> Result | None:
+    """A ``skipped`` result when the final file is already there, else None.
+
+    Raises:
+        InvalidJob: the final path is a directory, or the file there has another size than ``size=``.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise local_error(job.url, exc, path) from exc
+    if path.is_dir():
+        raise InvalidJob(job.url, f"{path} is a directory")
+    if job.size is not None and size != job.size:
+        raise InvalidJob(job.url, f"{path} exists with {size} bytes but the list says size={job.size}; left untouched")
+    return Result(job.url, Status.SKIPPED, str(path), size, 0, None, "already present", job.origin)
+
+
+def local_error(url: str, exc: OSError, path: Path | str | None = None) -> LocalIOError:
+    """A LocalIOError naming the path and the errno text."""
+    where = exc.filename or path
+    return LocalIOError(url, f"cannot write {where}: {exc.strerror or exc}")
+
+
+class Transfer:
+    """One attempt at one job: what the part holds, what to ask for, what arrived."""
+
+    def __init__(self, job: Job, path: Path, config: Config) -> None:
+        self.job = job
+        self.path = path
+        self.part = path.with_name(path.name + PART_SUFFIX)
+        self.state_file = path.with_name(path.name + STATE_SUFFIX)
+        self.config = config
+        self.request: Request | None = None
+        self.state: ResumeState | None = None
+        self.decision: Decision | None = None
+        self.received = 0
+        self._hasher = hashlib.sha256() if job.sha256 else None
+
+    @property
+    def open_mode(self) -> str:
+        """How the engine opens the part for the accepted body: append or truncate."""
+        assert self.decision is not None
+        return "ab" if self.decision.offset else "wb"
+
+    def prepare(self) -> Request:
+        """Look at the part and its state, and return the request to send."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            have = self.part.stat().st_size if self.part.exists() else 0
+        except OSError as exc:
+            raise local_error(self.job.url, exc, self.path.parent) from exc
+        self.state = self._load_state() if have and self.config.resume else None
+        if have and self.state is None:
+            log.info("%s: restarting %s (no usable resume state)", self.job.url, self.part)
+        self.request = core.plan_request(self.job.url, have=have, state=self.state, user_agent=self.config.user_agent)
+        return self.request
+
+    def accept(self, status: int, headers: object) -> Decision:
+        """Judge the response; get the part ready for its body (or discard it on RESTART)."""
+        assert self.request is not None
+        decision = core.judge(self.request, status, headers, job=self.job, state=self.state)  # type: ignore[arg-type]
+        self.decision = decision
+        if decision.reason:
+            log.info("%s: %s", self.job.url, decision.reason)
+        try:
+            if decision.action is Action.RESTART:
+                self.discard()
+            elif decision.action is Action.WRITE and decision.offset == 0:
+                # Drop the old part before the new state names another version of the file.
+                self.part.unlink(missing_ok=True)
+                self._save_state(decision.state)
+            else:
+                self._prime_hash(decision.offset)
+        except OSError as exc:
+            raise local_error(self.job.url, exc, self.part) from exc
+        return decision
+
+    def feed(self, chunk: bytes) -> None:
+        """Account for a chunk just written to the part."""
+        self.received += len(chunk)
+        if self._hasher is not None:
+            self._hasher.update(chunk)
+
+    def finish(self) -> Result:
+        """Check the part and give it its final name; the result of the job."""
+        assert self.decision is not None
+        size = self.decision.offset + self.received
+        digest = self._hasher.hexdigest() if self._hasher else None
+        try:
+            core.check_complete(self.job, size=size, total=self.decision.total, sha256=digest)
+        except IntegrityError:
+            self.discard()  # a whole but wrong body cannot be resumed
+            raise
+        try:
+            os.replace(self.part, self.path)
+            self.state_file.unlink(missing_ok=True)
+        except OSError as exc:
+            raise local_error(self.job.url, exc, self.path) from exc
+        return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None, self.job.origin)
+
+    def discard(self) -> None:
+        """Remove the part and its state."""
+        self.part.unlink(missing_ok=True)
+        self.state_file.unlink(missing_ok=True)
+
+    def _load_state(self) -> ResumeState | None:
+        try:
+            text = self.state_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return ResumeState.loads(text, self.job.url)
+
+    def _save_state(self, state: ResumeState | None) -> None:
+        if state is None:
+            return
+        temporary = self.state_file.with_name(self.state_file.name + f".{os.getpid()}.tmp")
+        temporary.write_text(state.dumps(), encoding="utf-8")
+        os.replace(temporary, self.state_file)
+
+    def _prime_hash(self, offset: int) -> None:
+        """Hash the prefix already in the part once, so the digest covers the whole file."""
+        if self._hasher is None or not offset:
+            return
+        with self.part.open("rb") as file:
+            remaining = offset
+            while remaining:
+                block = file.read(min(_PRIME_BLOCK, remaining))
+                if not block:
+                    raise OSError(f"{self.part} is shorter than {offset} bytes")
+                self._hasher.update(block)
+                remaining -= len(block)
