@@ -217,6 +217,7 @@ def run_once(tool: Tool, prefix: list[str], scenario: Scenario, entries: Sequenc
     logs.mkdir(exist_ok=True)
     argv = tool.command(prefix, Job(entries, dest, scratch, scenario.concurrency))
     log_path = logs / f"{scenario.name}-{tool.key}-{rep}.log"
+    os.sync()  # write back the previous run's files now, not during this one
     measurement = run_measured(argv, timeout=timeout, log_path=log_path, env=child_env(), cwd=scratch)
     verification = None if measurement.timed_out else verify(entries, dest)
     shutil.rmtree(dest, ignore_errors=True)

@@ -5,7 +5,7 @@
 """
 
 from downloader.api import Run, download
-from downloader.config import Config, EngineName, __version__
+from downloader.config import DEFAULT_CHUNK_SIZE, Config, EngineName, __version__
 from downloader.errors import (
     BodyIncomplete,
     ConnectError,
@@ -22,6 +22,7 @@ from downloader.jobs import Job, Result, Status
 from downloader.progress import Summary
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "BodyIncomplete",
     "Config",
     "ConnectError",

@@ -22,13 +22,14 @@ class Run:
     """One run over a stream of entries: engine, progress, summary.
 
     Results are handed to ``on_result`` as they happen and not kept, so a run over
-    ten million URLs holds only the transfers in flight.
+    ten million URLs holds only the transfers in flight. With ``list_failures`` the
+    failures are spooled to a temporary file for :meth:`failures`.
     """
 
     def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
-                 stream: IO[str] | None = None) -> None:
+                 stream: IO[str] | None = None, list_failures: bool = False) -> None:
         self.config = config
-        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result)
+        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
         self.dispatcher = Dispatcher(config, self.progress)
         self._interrupted = False
 

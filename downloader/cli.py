@@ -7,6 +7,7 @@ error (unknown option, unreadable list file); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import os
@@ -60,21 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on an unknown option or a bad value
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="downloader: %(message)s")
-    try:
-        config = _config(args)
-        lists = [_open_list(name) for name in args.input_file]
-        if not args.urls and not lists:
-            raise UsageError("no URLs: give URLs as arguments or a list with -i FILE")
-        report = _open_report(args.report)
-    except UsageError as error:
-        parser.print_usage(sys.stderr)
-        print(f"downloader: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    return _run(config, _entries(args.urls, lists), report)
+    with contextlib.ExitStack() as files:
+        try:
+            if not args.urls and not args.input_file:
+                raise UsageError("no URLs: give URLs as arguments or a list with -i FILE")
+            lists = [_open_list(name, files) for name in args.input_file]
+            config = _config(args)
+            report = _open_report(args.report)
+        except UsageError as error:
+            parser.print_usage(sys.stderr)
+            print(f"downloader: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return _run(config, _entries(args.urls, lists), report)
 
 
 def _run(config: Config, entries: Iterator[Entry], report: JsonReport | None) -> int:
-    run = Run(config, on_result=report.add if report else None, stream=sys.stderr)
+    run = Run(config, on_result=report.add if report else None, stream=sys.stderr, list_failures=True)
     try:
         summary = run(entries)
     except KeyboardInterrupt:
@@ -128,11 +130,11 @@ def _entries(urls: list[str], lists: list[tuple[IO[bytes], str]]) -> Iterator[En
     return itertools.chain.from_iterable(sources)
 
 
-def _open_list(name: str) -> tuple[IO[bytes], str]:
+def _open_list(name: str, files: contextlib.ExitStack) -> tuple[IO[bytes], str]:
     if name == "-":
         return sys.stdin.buffer, "<stdin>"
     try:
-        return open(name, "rb"), name
+        return files.enter_context(open(name, "rb")), name
     except OSError as exc:
         raise UsageError(f"cannot read list {name}: {exc.strerror or exc}") from exc
 

@@ -41,8 +41,8 @@ class Config:
     """Longest Retry-After honoured; a server asking for more fails the URL at once."""
     resume: bool = True
     """Continue a ``.part`` left by an earlier run; False restarts every part."""
-    progress: bool = True
-    """Show the animated progress bar (the CLI turns it off with -q or when stderr is no terminal)."""
+    progress: bool = False
+    """Show the animated progress bar on stderr (the CLI does unless -q or stderr is no terminal)."""
     user_agent: str = f"downloader/{__version__}"
     """The User-Agent header sent with every request."""
 

@@ -72,8 +72,9 @@ class Progress:
     """Thread-safe counters behind the bar and the summary (an :class:`Events`)."""
 
     def __init__(self, *, bar: bool = False, stream: IO[str] | None = None,
-                 on_result: Callable[[Result], None] | None = None) -> None:
+                 on_result: Callable[[Result], None] | None = None, spool_failures: bool = False) -> None:
         self._on_result = on_result
+        self._spool_failures = spool_failures
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._seen = self._expected = self._received = 0
@@ -105,7 +106,7 @@ class Progress:
     def result(self, result: Result) -> None:
         with self._lock:
             self._counts[result.status] += 1
-            if result.status is Status.FAILED:
+            if result.status is Status.FAILED and self._spool_failures:
                 self._spool().write(f"{result.url}: {result.error}\n")
             if self._on_result is not None:
                 self._on_result(result)

@@ -219,7 +219,7 @@ class Server:
     async def _startup(self) -> None:
         app = web.Application()
         app.router.add_get("/bytes/{size:\\d+}/{name:.+}", self._handle_bytes)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True)
         await site.start()
@@ -230,6 +230,11 @@ class Server:
     async def _cleanup(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        # Handlers still holding a stalled connection open are cancelled, not abandoned.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     # -- the handler ---------------------------------------------------------
 
@@ -268,24 +273,23 @@ class Server:
         else:
             response.content_length = end - start
         await response.prepare(request)
-        sent = 0
+        sent = [0]  # updated as pieces go out, so an aborted response logs what it sent
         try:
             if request.method != "HEAD":
-                sent = await self._write_body(response, name, start, end, rule)
+                await self._write_body(response, name, start, end, rule, sent)
                 await response.write_eof()
         finally:
-            self._log(request, status, sent)
+            self._log(request, status, sent[0])
         return response
 
-    async def _write_body(self, response: web.StreamResponse, name: str, start: int, end: int, rule: Rule) -> int:
-        sent = 0
+    async def _write_body(self, response: web.StreamResponse, name: str, start: int, end: int, rule: Rule,
+                          sent: list[int]) -> None:
         stop = end if rule.stall_after is None else min(end, start + rule.stall_after)
         for piece in iter_body(name, start, stop):
             await response.write(piece)
-            sent += len(piece)
+            sent[0] += len(piece)
         if stop < end:
             await asyncio.sleep(3600)  # stalled: hold the connection without a byte
-        return sent
 
     def _logged(self, request: web.Request, response: web.Response, sent: int) -> web.Response:
         self._log(request, response.status, sent)

@@ -124,7 +124,9 @@ def _receive(response: requests.Response, transfer: Transfer, config: Config, ev
         events.bytes_expected(transfer.decision.total - transfer.decision.offset)
     with open(transfer.part, transfer.open_mode) as file:
         # The raw stream, undecoded: the bytes stored are the bytes the server sent.
-        for chunk in response.raw.stream(config.chunk_size, decode_content=False):
+        # read1 returns what has arrived (read() would hold up to a chunk in urllib3's
+        # buffer, and lose it to a stall instead of leaving it in the part).
+        for chunk in iter(lambda: response.raw.read1(config.chunk_size, decode_content=False), b""):
             file.write(chunk)
             transfer.feed(chunk)
             events.bytes_received(len(chunk))
