@@ -22,10 +22,10 @@ from downloader.jobs import Job, Result, Status
 from downloader.progress import Summary
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE",
     "BodyIncomplete",
     "Config",
     "ConnectError",
+    "DEFAULT_CHUNK_SIZE",
     "DownloadError",
     "EngineName",
     "HTTPStatusError",
