@@ -157,3 +157,32 @@ def test_summary_line_format(server: Server, tmp_path: Path, capsys: pytest.Capt
     last = err.strip().splitlines()[-1]
     assert last.startswith("downloaded 1, skipped 0, failed 0; 2.0 KiB in ")
     assert last.endswith("/s)")
+
+
+def test_ctrl_c_exits_130_keeps_parts_and_the_rerun_resumes(server: Server, engine: str, tmp_path: Path) -> None:
+    """SIGINT mid-transfer: exit 130, the summary counts it interrupted, the part stays, a re-run resumes it."""
+    import signal
+    import time
+
+    from downloader.testing import Rule
+
+    name, size, have = f"sigint-{engine}.bin", 3_000_000, 1_000_000
+    path = f"/bytes/{size}/{name}"
+    server.set_rule(path, Rule(stall_after=have))
+    argv = [sys.executable, "-m", "downloader", server.url(path), "-d", str(tmp_path), "-e", engine, "-q"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    part = tmp_path / (name + ".part")
+    while (not part.exists() or part.stat().st_size < have) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=20)
+    server.rules.pop(path)
+    rerun = subprocess.run(argv, capture_output=True, timeout=60)
+
+    assert 130 == process.returncode
+    assert b"interrupted 1" in err
+    assert 0 == rerun.returncode, rerun.stderr
+    assert f"bytes={have}-" == server.requests(path)[-1].range
+    assert body(name, size) == (tmp_path / name).read_bytes()
