@@ -54,7 +54,8 @@ class Config:
         _require(self.retries >= 0, f"retries must be 0 or more, not {self.retries}")
         _require(self.timeout > 0, f"timeout must be more than 0 seconds, not {self.timeout}")
         _require(self.chunk_size >= 1024, f"chunk_size must be at least 1024 bytes, not {self.chunk_size}")
-        _require(self.backoff_base >= 0 and self.backoff_cap >= 0, "backoff times must not be negative")
+        _require(self.backoff_base >= 0, f"backoff_base must not be negative, not {self.backoff_base}")
+        _require(self.backoff_cap >= 0, f"backoff_cap must not be negative, not {self.backoff_cap}")
         _require(self.max_wait >= 0, f"max_wait must not be negative, not {self.max_wait}")
 
 

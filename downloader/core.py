@@ -36,8 +36,9 @@ __all__ = [
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 """Statuses worth another attempt (RFC 9110 §15.5.9, §15.6; RFC 8470; RFC 6585 §4)."""
 
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)$")
-_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)$")
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)$", re.ASCII)
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)$", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,14 @@ class ResumeState:
 
     @property
     def validator(self) -> str | None:
-        """What to send in If-Range: the strong ETag, else Last-Modified."""
-        return self.strong_etag or self.last_modified
+        """What to send in If-Range: the strong ETag, else Last-Modified, else None.
+
+        RFC 9110 §13.1.5: a date may be sent only when there is no entity tag at
+        all, so a weak ETag leaves no usable validator (resume then needs size proof).
+        """
+        if self.etag:
+            return self.strong_etag
+        return self.last_modified
 
     def dumps(self) -> str:
         fields = {"url": self.url, "etag": self.etag, "last_modified": self.last_modified, "size": self.size}
@@ -74,7 +81,7 @@ class ResumeState:
         try:
             data = json.loads(text)
             state = cls(data["url"], data["etag"], data["last_modified"], data["size"])
-            valid = data["version"] == cls.VERSION and state.url == url
+            valid = type(data["version"]) is int and data["version"] == cls.VERSION and state.url == url
             valid = valid and (state.size is None or (type(state.size) is int and state.size >= 0))
             valid = valid and all(v is None or isinstance(v, str) for v in (state.etag, state.last_modified))
         except (ValueError, KeyError, TypeError):
@@ -172,7 +179,7 @@ def _judge_partial(request: Request, headers: Mapping[str, str], state: ResumeSt
         return Decision(Action.RESTART, reason=f"asked for bytes {request.offset}- and got {start}-{end}")
     if state is None:  # a 206 to a request without Range: accept it only if it is the whole file
         if start == 0 and total is not None:
-            return Decision(Action.WRITE, 0, total, ResumeState(request.url, headers.get("ETag"), None, total))
+            return Decision(Action.WRITE, 0, total, ResumeState.from_headers(request.url, headers, total))
         return Decision(Action.RESTART, reason="unrequested partial answer")
     if state.size is not None and total != state.size:
         return Decision(Action.RESTART, reason=f"file size changed from {state.size} to {total}")
@@ -215,7 +222,7 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
     if value is None or "chunked" in headers.get("Transfer-Encoding", "").lower():
         return None
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if _DIGITS.fullmatch(value) else None
 
 
 def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -235,7 +242,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 import urllib.parse
 from pathlib import Path, PurePosixPath
 
 from downloader.errors import InvalidJob
 from downloader.jobs import Job
 
-__all__ = ["MAX_NAME_BYTES", "PART_SUFFIX", "STATE_SUFFIX", "name_from_url", "output_path"]
+__all__ = ["MAX_NAME_BYTES", "PART_SUFFIX", "STATE_SUFFIX", "STATE_TMP_ROOM", "name_from_url", "output_path"]
 
 PART_SUFFIX = ".part"
 STATE_SUFFIX = ".part.state"
-# 255 bytes is the name limit of ext4, xfs, btrfs and NTFS; the part and its state
-# file add their suffixes to the final name, so the final name leaves room for them.
-MAX_NAME_BYTES = 255 - len(STATE_SUFFIX)
+STATE_TMP_ROOM = 16
+"""Bytes after STATE_SUFFIX for the state's temporary name (``.<pid>.tmp``)."""
+# 255 bytes is the name limit of ext4, xfs, btrfs and NTFS; the part, its state file
+# and the state's temporary file add suffixes to the final name, which leaves room.
+MAX_NAME_BYTES = 255 - len(STATE_SUFFIX) - STATE_TMP_ROOM
 
 
 def output_path(job: Job, dest: Path) -> Path:
@@ -58,13 +61,13 @@ def _unsafe_out(out: str) -> str | None:
         return "is absolute; it must be relative to the destination"
     if ".." in path.parts:
         return "climbs out of the destination with '..'"
-    if out.endswith("/") or not path.parts or path.name in ("", "."):
+    if out.rsplit("/", 1)[-1] in ("", ".") or not path.parts:
         return "names a directory, not a file"
     return None
 
 
 def _is_bad_char(c: str) -> bool:
-    return ord(c) < 0x20 or c == "\x7f"
+    return unicodedata.category(c) == "Cc"  # C0, DEL and C1 controls
 
 
 def _fit(name: str) -> str:

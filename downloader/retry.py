@@ -48,7 +48,7 @@ class RetryState:
             # a cache or proxy may have served a stale copy. Twice wrong is final.
             if self.integrity_retried:
                 raise error
-            return replace(self, integrity_retried=True, delay=0.0)
+            return replace(self, attempts=self.attempts + 1, integrity_retried=True, delay=0.0)
         if not isinstance(error, TransferError):
             raise error
         if isinstance(error, HTTPStatusError) and not error.retryable:
@@ -65,5 +65,5 @@ class RetryState:
                 reason = f"{error.reason}: server asks to retry after {retry_after:.0f} s, more than max wait {self.max_wait:.0f} s"
                 raise HTTPStatusError(error.url, reason, error.status, False, retry_after) from error
             return retry_after
-        ceiling = min(self.cap, self.base * 2 ** (self.attempts - 1))
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempts - 1, 64))
         return rng.uniform(0.0, ceiling)  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ Entry = Job | InvalidJob
 """What a source yields: a job to run, or the error of a line that cannot be one."""
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_DIGITS = re.compile(r"[0-9]+")
 _KEYS = ("out", "sha256", "size")
 
 
@@ -81,7 +82,7 @@ def _field_problem(key: str, sep: str, value: str, seen: dict[str, str]) -> str 
         return f"key {key!r} given twice"
     if key == "sha256" and not _SHA256.fullmatch(value):
         return f"sha256 must be 64 hex digits, got {value!r}"
-    if key == "size" and not value.isdigit():
+    if key == "size" and not _DIGITS.fullmatch(value):
         return f"size must be a whole number of bytes, got {value!r}"
     if key == "out" and not value:
         return "out= needs a path"
@@ -101,6 +102,8 @@ def read_list(stream: BinaryIO, name: str) -> Iterator[Entry]:
     """Yield the entries of a list file, one line at a time (never the whole file)."""
     for number, raw in enumerate(stream, start=1):
         origin = f"{name}:{number}"
+        if raw.lstrip().startswith(b"#"):
+            continue  # a comment, whatever its encoding
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

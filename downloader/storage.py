@@ -150,7 +150,7 @@ class Transfer:
     def _save_state(self, state: ResumeState | None) -> None:
         if state is None:
             return
-        temporary = self.state_file.with_name(self.state_file.name + f".{os.getpid()}.tmp")
+        temporary = self.state_file.with_name(self.state_file.name + f".{os.getpid() % 10**8}.tmp")
         temporary.write_text(state.dumps(), encoding="utf-8")
         os.replace(temporary, self.state_file)
 
