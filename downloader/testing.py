@@ -34,7 +34,7 @@ from email.utils import formatdate
 
 from aiohttp import web
 
-__all__ = ["LogEntry", "Rule", "Server", "body", "body_sha256", "iter_body"]
+__all__ = ["LogEntry", "Rule", "Server", "body", "body_sha256", "iter_body", "version_name"]
 
 # Content is a window into one pseudo-random pattern. Its length is prime so that
 # no power-of-two offset error (a chunk too many, a chunk too few) maps a byte
@@ -43,8 +43,12 @@ _PATTERN_LEN = 1_048_573
 _PATTERN = random.Random(20261124).randbytes(_PATTERN_LEN)
 _PATTERN2 = _PATTERN + _PATTERN  # lets any window of up to one pattern length be one slice
 _SERVE_CHUNK = 256 * 1024
-_LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+def version_name(name: str, version: int) -> str:
+    """The content name of version ``version`` of a file served with ``Rule(mutate=True)``."""
+    return name if version == 0 else f"{name}~v{version}"
 
 
 def _shift(name: str) -> int:
@@ -96,6 +100,20 @@ class Rule:
     """Value of a Retry-After header sent with a non-200 status."""
     redirect: str | None = None
     """Answer 302 with this Location instead of the file."""
+    times: int = 0
+    """The faults (status, redirect, stall_after, drop_after, length_delta, range_shift)
+    apply to the first ``times`` requests for the path only; 0 means to every request."""
+    drop_after: int | None = None
+    """Send this many body bytes, then close the connection."""
+    rate: float | None = None
+    """Send at most this many body bytes per second (a trickle; fractions allowed)."""
+    mutate: bool = False
+    """The file changes before every request: request n serves version n-1, with
+    its own bytes, ETag and Last-Modified (see :func:`version_name`)."""
+    length_delta: int = 0
+    """Announce a Content-Length this many bytes off the body really sent."""
+    range_shift: int = 0
+    """Answer a Range request with a 206 starting this many bytes later than asked."""
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> Rule:
@@ -108,9 +126,9 @@ class Rule:
             default = field.default
             if isinstance(default, bool):
                 kwargs[field.name] = raw.lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, float):
+            elif isinstance(default, float) or field.name == "rate":
                 kwargs[field.name] = float(raw)
-            elif field.name in ("status", "stall_after"):
+            elif isinstance(default, int) or field.name in ("stall_after", "drop_after"):
                 kwargs[field.name] = int(raw)
             else:
                 kwargs[field.name] = raw
@@ -142,6 +160,8 @@ class Server:
         self.host = host
         self.port = port
         self.rules: dict[str, Rule] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        """Requests received per path (counted when they arrive, unlike the log)."""
         self.log: collections.deque[LogEntry] = collections.deque(maxlen=log_limit)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -242,54 +262,69 @@ class Server:
         size = int(request.match_info["size"])
         name = request.match_info["name"]
         rule = self.rules.get(request.path) or Rule.from_query(request.query)
+        self.counts[request.path] += 1
+        number = self.counts[request.path]
+        faulty = rule.times == 0 or number <= rule.times
         if rule.delay:
             await asyncio.sleep(rule.delay)
-        if rule.redirect:
+        if faulty and rule.redirect:
             return self._logged(request, web.Response(status=302, headers={"Location": rule.redirect}), 0)
-        if rule.status != 200:
+        if faulty and rule.status != 200:
             headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}
+            if rule.status == 416:
+                headers["Content-Range"] = f"bytes */{size}"
             text = f"status {rule.status} for {request.path}\n"
             return self._logged(request, web.Response(status=rule.status, text=text, headers=headers), len(text))
-        return await self._send_file(request, name, size, rule)
+        version = number - 1 if rule.mutate else 0
+        return await self._send_file(request, name, size, rule if faulty else _harmless(rule), version)
 
-    async def _send_file(self, request: web.Request, name: str, size: int, rule: Rule) -> web.StreamResponse:
+    async def _send_file(self, request: web.Request, name: str, size: int, rule: Rule, version: int) -> web.StreamResponse:
+        name = version_name(name, version)
         etag = f'"{zlib.crc32(name.encode()):08x}-{size:x}"'
-        headers = {"Last-Modified": _LAST_MODIFIED, "Content-Type": "application/octet-stream"}
+        headers = {"Last-Modified": formatdate(1_700_000_000 + version, usegmt=True), "Content-Type": "application/octet-stream"}
         if rule.etag:
             headers["ETag"] = etag
         if rule.ranges:
             headers["Accept-Ranges"] = "bytes"
-        span = _requested_span(request, size, rule, etag) if rule.ranges else None
+        span = _requested_span(request, size, rule, etag, headers["Last-Modified"]) if rule.ranges else None
         if span == "unsatisfiable":
             headers["Content-Range"] = f"bytes */{size}"
             return self._logged(request, web.Response(status=416, headers=headers), 0)
         start, end = span if isinstance(span, tuple) else (0, size)
         status = 206 if isinstance(span, tuple) else 200
         if status == 206:
+            start = min(start + rule.range_shift, end)
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         response = web.StreamResponse(status=status, headers=headers)
         if rule.chunked:
             response.enable_chunked_encoding()
         else:
-            response.content_length = end - start
+            response.content_length = end - start + rule.length_delta
         await response.prepare(request)
         sent = [0]  # updated as pieces go out, so an aborted response logs what it sent
         try:
             if request.method != "HEAD":
-                await self._write_body(response, name, start, end, rule, sent)
-                await response.write_eof()
+                await self._write_body(request, response, name, start, end, rule, sent)
         finally:
             self._log(request, status, sent[0])
         return response
 
-    async def _write_body(self, response: web.StreamResponse, name: str, start: int, end: int, rule: Rule,
-                          sent: list[int]) -> None:
-        stop = end if rule.stall_after is None else min(end, start + rule.stall_after)
-        for piece in iter_body(name, start, stop):
+    async def _write_body(self, request: web.Request, response: web.StreamResponse, name: str, start: int, end: int,
+                          rule: Rule, sent: list[int]) -> None:
+        limits = [end] + [start + n for n in (rule.stall_after, rule.drop_after) if n is not None]
+        stop = min(limits)
+        piece_size = max(1, int(rule.rate / 10)) if rule.rate else _SERVE_CHUNK
+        for piece in iter_body(name, start, stop, piece_size):
             await response.write(piece)
             sent[0] += len(piece)
-        if stop < end:
+            if rule.rate:
+                await asyncio.sleep(len(piece) / rule.rate)
+        if stop == end and rule.length_delta <= 0:
+            await response.write_eof()
+        elif rule.stall_after is not None and stop == start + rule.stall_after:
             await asyncio.sleep(3600)  # stalled: hold the connection without a byte
+        elif request.transport is not None:
+            request.transport.close()  # dropped, or fewer bytes than announced: cut the connection
 
     def _logged(self, request: web.Request, response: web.Response, sent: int) -> web.Response:
         self._log(request, response.status, sent)
@@ -301,7 +336,13 @@ class Server:
         )
 
 
-def _requested_span(request: web.Request, size: int, rule: Rule, etag: str) -> tuple[int, int] | str | None:
+def _harmless(rule: Rule) -> Rule:
+    """``rule`` without its faults, for requests past ``Rule.times``."""
+    return dataclasses.replace(rule, stall_after=None, drop_after=None, length_delta=0, range_shift=0)
+
+
+def _requested_span(request: web.Request, size: int, rule: Rule, etag: str,
+                    last_modified: str) -> tuple[int, int] | str | None:
     """The byte span asked for by Range, ``"unsatisfiable"``, or None for the whole file.
 
     RFC 9110 §13.1.5: a Range whose If-Range validator does not match is ignored
@@ -312,7 +353,7 @@ def _requested_span(request: web.Request, size: int, rule: Rule, etag: str) -> t
     if not header:
         return None
     if_range = request.headers.get("If-Range")
-    if if_range is not None and if_range not in ((etag if rule.etag else None), _LAST_MODIFIED):
+    if if_range is not None and if_range not in ((etag if rule.etag else None), last_modified):
         return None
     match = _RANGE.match(header.strip())
     if not match or match.groups() == ("", ""):
