@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="connect timeout and stall timeout: no byte for this long (default 30)")
     parser.add_argument("--max-wait", type=_seconds, default=300.0, metavar="SECONDS",
                         help="longest Retry-After to honour; a longer one fails the URL at once (default 300)")
+    parser.add_argument("--speed-limit", type=_count, default=1024, metavar="BYTES",
+                        help="a transfer slower than this many bytes/s for --speed-time counts as stalled (default 1024; 0 = off)")
+    parser.add_argument("--speed-time", type=_seconds, default=60.0, metavar="SECONDS",
+                        help="how long a transfer may stay under --speed-limit (default 60)")
     parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
@@ -120,6 +124,7 @@ def _config(args: argparse.Namespace) -> Config:
     try:
         return Config(dest=dest, engine=args.engine, concurrency=args.concurrency, retries=args.retries,
                       timeout=args.timeout, max_wait=args.max_wait, resume=not args.no_resume,
+                      speed_limit=args.speed_limit, speed_time=args.speed_time,
                       progress=not args.quiet and sys.stderr.isatty())
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

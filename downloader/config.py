@@ -31,6 +31,11 @@ class Config:
     """Retries after the first attempt of a URL."""
     timeout: float = 30.0
     """Seconds to connect, and seconds without a byte before a transfer counts as stalled."""
+    speed_limit: int = 1024
+    """Bytes per second below which a transfer counts as stalled, if it stays there for
+    ``speed_time`` seconds (curl's --speed-limit/--speed-time); 0 turns the rule off."""
+    speed_time: float = 60.0
+    """Seconds a transfer may stay below ``speed_limit`` before it is aborted and retried."""
     chunk_size: int = DEFAULT_CHUNK_SIZE
     """Bytes per read from the socket and per write to the file."""
     backoff_base: float = 0.5
@@ -53,6 +58,8 @@ class Config:
         _require(self.concurrency >= 1, f"concurrency must be at least 1, not {self.concurrency}")
         _require(self.retries >= 0, f"retries must be 0 or more, not {self.retries}")
         _require(self.timeout > 0, f"timeout must be more than 0 seconds, not {self.timeout}")
+        _require(self.speed_limit >= 0, f"speed_limit must not be negative, not {self.speed_limit}")
+        _require(self.speed_time > 0, f"speed_time must be more than 0 seconds, not {self.speed_time}")
         _require(self.chunk_size >= 1024, f"chunk_size must be at least 1024 bytes, not {self.chunk_size}")
         _require(self.backoff_base >= 0, f"backoff_base must not be negative, not {self.backoff_base}")
         _require(self.backoff_cap >= 0, f"backoff_cap must not be negative, not {self.backoff_cap}")

@@ -24,6 +24,7 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "Action",
     "Decision",
+    "LowSpeedMeter",
     "Request",
     "ResumeState",
     "check_complete",
@@ -251,6 +252,30 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+@dataclass(slots=True)
+class LowSpeedMeter:
+    """curl's low-speed rule: too slow when under ``limit`` bytes/s for a whole ``window``.
+
+    A stall timeout alone never trips on a server that drips one byte every few
+    seconds; this does. Feed it the bytes as they arrive with the current time.
+    """
+
+    limit: int
+    window: float
+    started: float
+    count: int = 0
+
+    def too_slow(self, nbytes: int, now: float) -> bool:
+        """Count ``nbytes``; True when the window has passed below the limit."""
+        self.count += nbytes
+        elapsed = now - self.started
+        if elapsed < self.window:
+            return False
+        slow = self.count < self.limit * elapsed
+        self.started, self.count = now, 0
+        return slow
 
 
 def check_complete(job: Job, *, size: int, total: int | None, sha256: str | None) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from downloader import naming, storage
 from downloader.config import Config
-from downloader.errors import DownloadError, InvalidJob
+from downloader.errors import DownloadError, InvalidJob, PartBusy
 from downloader.jobs import Job, Result, Status
 from downloader.progress import Events
 from downloader.sources import Entry
@@ -57,8 +57,9 @@ class _Claim:
 
 
 def failed_result(url: str, error: DownloadError | str, origin: str | None = None, path: Path | None = None) -> Result:
-    """A ``failed`` result carrying the error's reason."""
-    return Result(url, Status.FAILED, str(path) if path else None, error=str(error), origin=origin)
+    """A ``failed`` result carrying the error's reason; ``skipped`` when another run has the part."""
+    status = Status.SKIPPED if isinstance(error, PartBusy) else Status.FAILED
+    return Result(url, status, str(path) if path else None, error=str(error), origin=origin)
 
 
 class Dispatcher:

@@ -5,6 +5,7 @@
     DownloadError                   root; .url and a readable str()
     ├── InvalidJob                  malformed list line, unsupported scheme, unsafe path (never retried)
     ├── LocalIOError                the disk refused (full, permission denied; never retried)
+    ├── PartBusy                    another run is writing the same part (the URL is skipped)
     ├── TransferError               the bytes did not arrive; the retry policy decides
     │   ├── ConnectError            could not connect (also ConnectionError)
     │   ├── StallTimeout            no byte for `timeout` seconds (also TimeoutError)
@@ -28,6 +29,7 @@ __all__ = [
     "IntegrityError",
     "InvalidJob",
     "LocalIOError",
+    "PartBusy",
     "RetriesExhausted",
     "StallTimeout",
     "TransferError",
@@ -56,6 +58,10 @@ class InvalidJob(DownloadError, ValueError):
 
 class LocalIOError(DownloadError, OSError):
     """Writing to the destination failed (disk full, permission denied, ...)."""
+
+
+class PartBusy(DownloadError):
+    """Another process holds the lock on the part: this run leaves the file to it."""
 
 
 class TransferError(DownloadError):

@@ -8,8 +8,13 @@ Layout for a final path ``NAME``:
 * ``NAME``: appears only through ``os.replace`` of a part that passed every check,
   so a file under its final name is always complete.
 
-Every function here blocks on the file system; the asyncio engine calls them
-through ``asyncio.to_thread``. :class:`Transfer` holds one attempt's state and
+While a transfer works on a part it holds an exclusive ``flock`` on it, so two runs
+on one destination never interleave writes: the second one skips the file
+(:class:`~downloader.errors.PartBusy`). The lock goes with the inode, so the part
+is truncated in place, never unlinked and re-created, while it is held.
+
+Every function here blocks on the file system; the asyncio engine calls the slow
+ones through ``asyncio.to_thread``. :class:`Transfer` holds one attempt's state and
 calls into :mod:`downloader.core` for each decision, so both engines share it.
 """
 
@@ -18,12 +23,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking between runs
+    fcntl = None  # type: ignore[assignment]
 
 from downloader import core
 from downloader.config import Config
 from downloader.core import Action, Decision, Request, ResumeState
-from downloader.errors import IntegrityError, InvalidJob, LocalIOError
+from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy, StallTimeout
 from downloader.jobs import Job, Result, Status
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 
@@ -72,6 +83,8 @@ class Transfer:
         self.decision: Decision | None = None
         self.received = 0
         self._hasher = hashlib.sha256() if job.sha256 else None
+        self._meter: core.LowSpeedMeter | None = None
+        self._lock_fd: int | None = None
 
     @property
     def open_mode(self) -> str:
@@ -83,7 +96,8 @@ class Transfer:
         """Look at the part and its state, and return the request to send."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            have = self.part.stat().st_size if self.part.exists() else 0
+            self._lock()
+            have = os.fstat(self._lock_fd).st_size if self._lock_fd is not None else self._size_on_disk()
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path.parent) from exc
         self.state = self._load_state() if have and self.config.resume else None
@@ -99,12 +113,14 @@ class Transfer:
         self.decision = decision
         if decision.reason:
             log.info("%s: %s", self.job.url, decision.reason)
+        if self.config.speed_limit:
+            self._meter = core.LowSpeedMeter(self.config.speed_limit, self.config.speed_time, time.monotonic())
         try:
             if decision.action is Action.RESTART:
                 self.discard()
             elif decision.action is Action.WRITE and decision.offset == 0:
-                # Drop the old part before the new state names another version of the file.
-                self.part.unlink(missing_ok=True)
+                # Empty the old part before the new state names another version of the file.
+                self._truncate()
                 self._save_state(decision.state)
             else:
                 self._prime_hash(decision.offset)
@@ -113,10 +129,17 @@ class Transfer:
         return decision
 
     def feed(self, chunk: bytes) -> None:
-        """Account for a chunk just written to the part."""
+        """Account for a chunk just written to the part.
+
+        Raises:
+            StallTimeout: the transfer has been slower than the low-speed limit for too long.
+        """
         self.received += len(chunk)
         if self._hasher is not None:
             self._hasher.update(chunk)
+        if self._meter is not None and self._meter.too_slow(len(chunk), time.monotonic()):
+            limit, window = self.config.speed_limit, self.config.speed_time
+            raise StallTimeout(self.job.url, f"too slow: under {limit} bytes/s for {window:g} s")
 
     def finish(self) -> Result:
         """Check the part and give it its final name; the result of the job."""
@@ -136,9 +159,50 @@ class Transfer:
         return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None, self.job.origin)
 
     def discard(self) -> None:
-        """Remove the part and its state."""
-        self.part.unlink(missing_ok=True)
+        """Empty the part (kept, and locked, until :meth:`close`) and remove its state."""
         self.state_file.unlink(missing_ok=True)
+        self._truncate()
+
+    def close(self) -> None:
+        """Release the lock; remove the part if it holds nothing worth resuming."""
+        if self._lock_fd is None:
+            return
+        try:
+            held = os.fstat(self._lock_fd)
+            still_ours = os.path.exists(self.part) and os.path.samestat(held, os.stat(self.part))
+            if still_ours and held.st_size == 0 and not self.state_file.exists():
+                self.part.unlink()
+        except OSError:
+            pass  # best effort: an empty part is harmless
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _lock(self) -> None:
+        if fcntl is None or self._lock_fd is not None:
+            return
+        fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise PartBusy(self.job.url, f"{self.part} is being written by another run; left to it") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _truncate(self) -> None:
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+        else:
+            self.part.unlink(missing_ok=True)
+
+    def _size_on_disk(self) -> int:
+        try:
+            return self.part.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def _load_state(self) -> ResumeState | None:
         try:

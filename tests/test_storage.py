@@ -10,7 +10,7 @@ from requests.structures import CaseInsensitiveDict
 
 from downloader.config import Config
 from downloader.core import Action, ResumeState
-from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, InvalidJob, LocalIOError
+from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, InvalidJob, LocalIOError, PartBusy, StallTimeout
 from downloader.jobs import Job, Status
 from downloader.naming import MAX_NAME_BYTES, output_path
 from downloader.storage import Transfer, existing_result
@@ -91,7 +91,7 @@ def test_state_file_is_written_on_accept_before_any_body(tmp_path):
     decision = t.accept(200, full_answer())
     assert (decision.action, decision.offset) == (Action.WRITE, 0)
     assert ResumeState.loads(t.state_file.read_text(encoding="utf-8"), URL) == SAVED
-    assert not t.part.exists()
+    assert b"" == t.part.read_bytes()  # created empty, and locked, by prepare
 
 
 def test_state_file_is_named_after_the_final_name(tmp_path):
@@ -105,7 +105,7 @@ def test_state_file_write_leaves_no_temporary_file(tmp_path):
     t = transfer(tmp_path)
     t.prepare()
     t.accept(200, full_answer())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin.part.state"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin.part", "f.bin.part.state"]
 
 
 def test_fresh_download_finishes_under_final_name(tmp_path):
@@ -267,7 +267,7 @@ def test_200_to_a_resume_truncates_the_part(tmp_path):
     t.prepare()
     decision = t.accept(200, full_answer(etag='"v2"'))
     assert (decision.action, decision.offset, t.open_mode) == (Action.WRITE, 0, "wb")
-    assert not t.part.exists()
+    assert b"" == t.part.read_bytes()
     assert ResumeState.loads(t.state_file.read_text(encoding="utf-8"), URL).etag == '"v2"'
     receive(t, BODY)
     t.finish()
@@ -294,14 +294,16 @@ def test_200_to_a_resume_with_sha256_hashes_only_the_new_body(tmp_path):
         pytest.param(416, headers(Content_Range="bytes */30"), id="416-other-size"),
     ],
 )
-def test_restart_deletes_part_and_state(tmp_path, status, answer):
-    """A RESTART removes the part and its state, so the next request is a plain GET."""
+def test_restart_empties_part_and_removes_state(tmp_path, status, answer):
+    """A RESTART empties the part (kept locked) and removes its state; the next request is a plain GET."""
     t = transfer(tmp_path)
     leave_part(t, state=SAVED)
     t.prepare()
     assert t.accept(status, answer).action is Action.RESTART
-    assert not t.part.exists() and not t.state_file.exists()
+    assert b"" == t.part.read_bytes() and not t.state_file.exists()
     assert "Range" not in t.prepare().headers
+    t.close()
+    assert not t.part.exists()
 
 
 def test_transfer_can_restart_and_complete_in_one_attempt(tmp_path):
@@ -407,6 +409,7 @@ def test_short_body_then_next_attempt_resumes(tmp_path):
     receive(first, BODY[:HAVE])
     with pytest.raises(BodyIncomplete):
         first.finish()
+    first.close()
     second = transfer(tmp_path)
     request = second.prepare()
     assert (request.headers["Range"], request.headers["If-Range"]) == (f"bytes={HAVE}-", ETAG)
@@ -421,6 +424,7 @@ def test_sha256_mismatch_deletes_part_and_leaves_no_final_file(tmp_path):
     with pytest.raises(IntegrityError) as info:
         t.finish()
     assert (info.value.expected, info.value.actual) == ("0" * 64, SHA)
+    t.close()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -432,6 +436,7 @@ def test_body_longer_than_announced_is_integrity_error(tmp_path):
     receive(t, BODY + b"extra")
     with pytest.raises(IntegrityError):
         t.finish()
+    t.close()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -443,6 +448,7 @@ def test_list_size_mismatch_without_length_is_integrity_error(tmp_path):
     receive(t, BODY)
     with pytest.raises(IntegrityError):
         t.finish()
+    t.close()
     assert not (tmp_path / "f.bin").exists() and not t.part.exists()
 
 
@@ -466,12 +472,48 @@ def test_error_status_raises_and_leaves_part(tmp_path):
 
 
 def test_discard_removes_part_and_state(tmp_path):
-    """discard deletes both files and tolerates their absence."""
+    """discard empties the part and deletes the state, twice over; close then removes the empty part."""
     t = transfer(tmp_path)
     leave_part(t, state=SAVED)
+    t.prepare()
     t.discard()
     t.discard()
+    t.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_second_transfer_on_a_locked_part_is_busy(tmp_path):
+    """While one Transfer holds the part, another (as from a second run) gets PartBusy, and can go on after close."""
+    first = transfer(tmp_path)
+    leave_part(first, state=SAVED)
+    first.prepare()
+    with pytest.raises(PartBusy):
+        transfer(tmp_path).prepare()
+    first.close()
+    assert "Range" in transfer(tmp_path).prepare().headers
+
+
+def test_close_removes_a_part_created_for_nothing(tmp_path):
+    """A part created by prepare but never written (the server said 404) is removed by close."""
+    t = transfer(tmp_path)
+    t.prepare()
+    with pytest.raises(HTTPStatusError):
+        t.accept(404, headers())
+    t.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_low_speed_rule_raises_stall_timeout(tmp_path):
+    """A body slower than speed_limit for speed_time raises StallTimeout from feed."""
+    import time
+
+    t = transfer(tmp_path, speed_limit=1000, speed_time=0.05)
+    t.prepare()
+    t.accept(200, full_answer())
+    t.feed(b"x")
+    time.sleep(0.06)
+    with pytest.raises(StallTimeout):
+        t.feed(b"y")
 
 
 def test_unwritable_destination_is_local_io_error(tmp_path):

@@ -95,16 +95,19 @@ async def fetch(session: aiohttp.ClientSession, job: Job, path: Path, config: Co
 
 async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events) -> Result:
     transfer = Transfer(job, path, config)
-    for _ in range(2):  # a second request only after a RESTART
-        request = await asyncio.to_thread(transfer.prepare)
-        with _mapped_errors(job.url, transfer.part):
-            async with _get(session, request.url, request.headers, config) as response:
-                decision = await asyncio.to_thread(transfer.accept, response.status, response.headers)
-                if decision.action is Action.RESTART:
-                    continue
-                if decision.action is Action.WRITE:
-                    await _receive(response, transfer, config, events)
-        return await asyncio.to_thread(transfer.finish)
+    try:
+        for _ in range(2):  # a second request only after a RESTART
+            request = await asyncio.to_thread(transfer.prepare)
+            with _mapped_errors(job.url, transfer.part):
+                async with _get(session, request.url, request.headers, config) as response:
+                    decision = await asyncio.to_thread(transfer.accept, response.status, response.headers)
+                    if decision.action is Action.RESTART:
+                        continue
+                    if decision.action is Action.WRITE:
+                        await _receive(response, transfer, config, events)
+            return await asyncio.to_thread(transfer.finish)
+    finally:
+        transfer.close()
     raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 

@@ -105,16 +105,19 @@ def fetch(session: FuturesSession, job: Job, path: Path, config: Config, events:
 
 def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event) -> Result:
     transfer = Transfer(job, path, config)
-    for _ in range(2):  # a second request only after a RESTART
-        request = transfer.prepare()
-        with _mapped_errors(job.url, transfer.part):
-            with _get(session, request.url, request.headers, config) as response:
-                decision = transfer.accept(response.status_code, response.headers)
-                if decision.action is Action.RESTART:
-                    continue
-                if decision.action is Action.WRITE:
-                    _receive(response, transfer, config, events, stop)
-        return transfer.finish()
+    try:
+        for _ in range(2):  # a second request only after a RESTART
+            request = transfer.prepare()
+            with _mapped_errors(job.url, transfer.part):
+                with _get(session, request.url, request.headers, config) as response:
+                    decision = transfer.accept(response.status_code, response.headers)
+                    if decision.action is Action.RESTART:
+                        continue
+                    if decision.action is Action.WRITE:
+                        _receive(response, transfer, config, events, stop)
+            return transfer.finish()
+    finally:
+        transfer.close()
     raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 
