@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -81,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(config: Config, entries: Iterator[Entry], report: JsonReport | None) -> int:
     run = Run(config, on_result=report.add if report else None, stream=sys.stderr, list_failures=True)
+    _terminate_like_ctrl_c()
     try:
         summary = run(entries)
     except KeyboardInterrupt:
+        # A second Ctrl-C while the summary is written ends the process at once.
+        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
         summary = run.summary()
         _finish(run, summary, report)
         _exit_now_if_workers_linger()
@@ -102,6 +106,15 @@ def _finish(run: Run, summary: object, report: JsonReport | None) -> None:
     for line in run.failures():
         print(f"  {line}", file=sys.stderr)
     sys.stderr.flush()
+
+
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (kill, systemd, docker stop) stops the run as gracefully as Ctrl-C does."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _exit_now_if_workers_linger() -> None:

@@ -186,3 +186,29 @@ def test_ctrl_c_exits_130_keeps_parts_and_the_rerun_resumes(server: Server, engi
     assert 0 == rerun.returncode, rerun.stderr
     assert f"bytes={have}-" == server.requests(path)[-1].range
     assert body(name, size) == (tmp_path / name).read_bytes()
+
+
+def test_sigterm_stops_like_ctrl_c(server: Server, engine: str, tmp_path: Path) -> None:
+    """SIGTERM mid-transfer: exit 130 with the summary, the part and its state kept for the next run."""
+    import signal
+    import time
+
+    from downloader.testing import Rule
+
+    name = f"sigterm-{engine}.bin"
+    path = f"/bytes/2000000/{name}"
+    server.set_rule(path, Rule(stall_after=500_000))
+    process = subprocess.Popen([sys.executable, "-m", "downloader", server.url(path), "-d", str(tmp_path), "-e", engine, "-q"],
+                               stderr=subprocess.PIPE)
+    part = tmp_path / (name + ".part")
+    deadline = time.monotonic() + 20
+    while (not part.exists() or part.stat().st_size < 500_000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=20)
+
+    assert 130 == process.returncode
+    assert b"interrupted 1" in err
+    assert 500_000 == part.stat().st_size
+    assert (tmp_path / (name + ".part.state")).exists()

@@ -1,0 +1,75 @@
+"""Crash safety: a real downloader process killed with SIGKILL mid-transfer, then re-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from downloader.testing import Rule, Server, body
+
+SIZE = 12 * 1024 * 1024
+RATE = 8 * 1024 * 1024  # bytes/s: slow enough to kill the process at chosen points
+PIECE = RATE // 10  # the server sends RATE/10 bytes per tenth of a second
+CHUNK = 256 * 1024
+
+
+def start(server: Server, path: str, dest: Path, engine: str) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "downloader", server.url(path), "-d", str(dest), "-e", engine, "-q"]
+    return subprocess.Popen(argv, stderr=subprocess.PIPE)
+
+
+def wait_for_part(part: Path, at_least: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        if part.exists() and part.stat().st_size >= at_least:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{part} never reached {at_least} bytes")
+
+
+def test_sigkill_at_several_points_then_rerun(server: Server, engine: str, tmp_path: Path) -> None:
+    """Killed three times mid-body, the fourth run finishes byte-exact, and little is fetched twice."""
+    name = f"crash-{engine}.bin"
+    path = f"/bytes/{SIZE}/{name}"
+    server.set_rule(path, Rule(rate=RATE))
+    final, part = tmp_path / name, tmp_path / (name + ".part")
+
+    for fraction in (0.2, 0.45, 0.7):
+        process = start(server, path, tmp_path, engine)
+        wait_for_part(part, int(SIZE * fraction), process)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+        assert not final.exists()  # never a file under its final name before it is whole
+    done = start(server, path, tmp_path, engine)
+    _, err = done.communicate(timeout=60)
+
+    assert 0 == done.returncode, err
+    assert body(name, SIZE) == final.read_bytes()
+    assert [] == sorted(p.name for p in tmp_path.iterdir() if p.name != name)
+    served = server.bytes_sent(path)
+    assert served <= SIZE + 3 * (PIECE + 2 * CHUNK), f"served {served} bytes for a {SIZE}-byte file"
+    assert 4 == len(server.requests(path))
+    assert all(entry.range for entry in server.requests(path)[1:])
+
+
+def test_sigkill_before_the_first_byte_leaves_nothing_corrupt(server: Server, engine: str, tmp_path: Path) -> None:
+    """Killed while waiting for the headers, a run leaves no final file and the next run completes."""
+    name = f"crash-early-{engine}.bin"
+    path = f"/bytes/100000/{name}"
+    server.set_rule(path, Rule(delay=0.5, times=1))
+    process = start(server, path, tmp_path, engine)
+    deadline = time.monotonic() + 10
+    while server.counts[path] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=10)
+
+    done = start(server, path, tmp_path, engine)
+    _, err = done.communicate(timeout=30)
+
+    assert 0 == done.returncode, err
+    assert body(name, 100000) == (tmp_path / name).read_bytes()
