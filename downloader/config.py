@@ -13,8 +13,10 @@ __version__ = "0.1.0"
 EngineName = Literal["asyncio", "threads"]
 """The engines: asyncio (aiohttp + aiofiles) or threads (requests + requests-futures)."""
 
-DEFAULT_CHUNK_SIZE = 256 * 1024
-"""Bytes per read and write. requests' iter_content defaults to 1 byte: never rely on it."""
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+"""Bytes per read and write (at most: a read returns what has arrived). Measured against
+nginx, 1 MiB reads halve the system time of 256 KiB ones for large files, and a small
+file still costs only its own size. requests' iter_content defaults to 1 byte: never rely on it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

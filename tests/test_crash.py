@@ -9,12 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+from downloader import DEFAULT_CHUNK_SIZE
 from downloader.testing import Rule, Server, body
 
 SIZE = 12 * 1024 * 1024
 RATE = 8 * 1024 * 1024  # bytes/s: slow enough to kill the process at chosen points
 PIECE = RATE // 10  # the server sends RATE/10 bytes per tenth of a second
-CHUNK = 256 * 1024
+CHUNK = DEFAULT_CHUNK_SIZE
 
 
 def start(server: Server, path: str, dest: Path, engine: str) -> subprocess.Popen[bytes]:
