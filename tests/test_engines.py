@@ -280,3 +280,13 @@ def test_part_of_a_changed_file_restarts(server: Server, config: Config) -> None
     assert Status.DOWNLOADED == result.status
     assert body(name, size) == (config.dest / name).read_bytes()
     assert 200 == server.requests(f"/bytes/{size}/{name}")[-1].status
+
+
+def test_every_entry_of_a_long_list_gets_a_result(server: Server, config: Config) -> None:
+    """A list longer than the reader's batches loses no entry between batches: one result per job."""
+    urls = [server.file_url(f"batch-{config.engine}-{i}.bin", 10) for i in range(1030)]
+
+    results = download(urls, config=dataclasses.replace(config, concurrency=16))
+
+    assert 1030 == len(results)
+    assert {Status.DOWNLOADED} == {r.status for r in results}

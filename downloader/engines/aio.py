@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -50,7 +51,7 @@ async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatc
 async def _read(entries: Iterator[Entry]) -> AsyncIterator[Entry]:
     """The entries, read in batches in a thread: a slow stdin never blocks the transfers."""
     def batch() -> list[Entry]:
-        return [entry for entry, _ in zip(entries, range(_READ_BATCH))]
+        return list(itertools.islice(entries, _READ_BATCH))
 
     while items := await asyncio.to_thread(batch):
         for entry in items:
