@@ -38,10 +38,12 @@ from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy
 from downloader.jobs import Job, Result, Status
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 
-__all__ = ["Transfer", "existing_result", "local_error"]
+__all__ = ["SMALL_BODY", "Transfer", "existing_result", "local_error"]
 
 log = logging.getLogger(__name__)
 _PRIME_BLOCK = 1 << 20
+SMALL_BODY = 64 * 1024
+"""Bodies up to this size are stored in one trip to the disk, without a state file."""
 
 
 def existing_result(job: Job, path: Path) -> Result | None:
@@ -70,7 +72,14 @@ def local_error(url: str, exc: OSError, path: Path | str | None = None) -> Local
 
 
 class Transfer:
-    """One attempt at one job: what the part holds, what to ask for, what arrived."""
+    """One attempt at one job: what the part holds, what to ask for, what arrived.
+
+    The engine calls, in order: :meth:`prepare` (the request to send), :meth:`judge`
+    (what the answer means; no I/O), then either :meth:`store` for a body that fits
+    in one chunk (write and finish in one trip to the disk) or :meth:`begin`, a
+    stream of writes to :attr:`fd` with :meth:`feed` after each, and :meth:`finish`;
+    :meth:`close` always, last.
+    """
 
     def __init__(self, job: Job, path: Path, config: Config) -> None:
         self.job = job
@@ -78,36 +87,55 @@ class Transfer:
         self.part = path.with_name(path.name + PART_SUFFIX)
         self.state_file = path.with_name(path.name + STATE_SUFFIX)
         self.config = config
+        self.fd: int | None = None
+        """The part, open for writing and locked, from prepare() to close()."""
         self.request: Request | None = None
         self.state: ResumeState | None = None
         self.decision: Decision | None = None
         self.received = 0
+        self._have = 0
+        self._state_on_disk = False
+        self._finished = False
         self._hasher = hashlib.sha256() if job.sha256 else None
         self._meter: core.LowSpeedMeter | None = None
-        self._lock_fd: int | None = None
 
     @property
     def open_mode(self) -> str:
-        """How the engine opens the part for the accepted body: append or truncate."""
+        """How a body is written to the part by path: append or truncate."""
         assert self.decision is not None
         return "ab" if self.decision.offset else "wb"
 
+    @property
+    def fits_one_chunk(self) -> bool:
+        """The answer is a whole body of known length of at most SMALL_BODY bytes (and one chunk).
+
+        Such a body is read at once and stored by :meth:`store` without a state file:
+        an interrupted small body is fetched again from zero, which costs less than
+        the state file would on every small file.
+        """
+        decision = self.decision
+        limit = min(SMALL_BODY, self.config.chunk_size)
+        return (decision is not None and decision.action is Action.WRITE and decision.offset == 0
+                and decision.total is not None and decision.total <= limit)
+
     def prepare(self) -> Request:
-        """Look at the part and its state, and return the request to send."""
+        """Open and lock the part, read its state, and return the request to send."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock()
-            have = os.fstat(self._lock_fd).st_size if self._lock_fd is not None else self._size_on_disk()
+            _make_directory(self.path.parent)
+            self._open_part()
+            assert self.fd is not None
+            self._have = os.fstat(self.fd).st_size
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path.parent) from exc
-        self.state = self._load_state() if have and self.config.resume else None
-        if have and self.state is None:
+        self.state = self._load_state() if self._have and self.config.resume else None
+        if self._have and self.state is None:
             log.info("%s: restarting %s (no usable resume state)", self.job.url, self.part)
+        have = self._have if self.state else 0
         self.request = core.plan_request(self.job.url, have=have, state=self.state, user_agent=self.config.user_agent)
         return self.request
 
-    def accept(self, status: int, headers: object) -> Decision:
-        """Judge the response; get the part ready for its body (or discard it on RESTART)."""
+    def judge(self, status: int, headers: object) -> Decision:
+        """What the answer means for this part (no I/O; see core.judge)."""
         assert self.request is not None
         decision = core.judge(self.request, status, headers, job=self.job, state=self.state)  # type: ignore[arg-type]
         self.decision = decision
@@ -115,18 +143,49 @@ class Transfer:
             log.info("%s: %s", self.job.url, decision.reason)
         if self.config.speed_limit:
             self._meter = core.LowSpeedMeter(self.config.speed_limit, self.config.speed_time, time.monotonic())
+        return decision
+
+    def begin(self) -> None:
+        """Get the part ready for the judged answer: discard it, empty it (and save the
+        new state before any body byte), or hash its prefix."""
+        self._ready(save_state=True)
+
+    def _ready(self, *, save_state: bool) -> None:
+        decision = self.decision
+        assert decision is not None and self.fd is not None
         try:
             if decision.action is Action.RESTART:
                 self.discard()
             elif decision.action is Action.WRITE and decision.offset == 0:
-                # Empty the old part before the new state names another version of the file.
+                # Empty the old part before a new state names another version of the file.
                 self._truncate()
-                self._save_state(decision.state)
+                if save_state:
+                    self._save_state(decision.state)
             else:
                 self._prime_hash(decision.offset)
+            os.lseek(self.fd, decision.offset, os.SEEK_SET)
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
+
+    def accept(self, status: int, headers: object) -> Decision:
+        """:meth:`judge` and :meth:`begin` in one call."""
+        decision = self.judge(status, headers)
+        self.begin()
         return decision
+
+    def store(self, body: bytes) -> Result:
+        """Write a whole body that fits in one chunk, and finish: no state file, one trip to the disk."""
+        assert self.fits_one_chunk
+        self._ready(save_state=False)
+        assert self.fd is not None
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            raise local_error(self.job.url, exc, self.part) from exc
+        self.feed(body)
+        return self.finish()
 
     def feed(self, chunk: bytes) -> None:
         """Account for a chunk just written to the part.
@@ -153,7 +212,9 @@ class Transfer:
             raise
         try:
             os.replace(self.part, self.path)
-            self.state_file.unlink(missing_ok=True)
+            self._finished = True
+            if self._state_on_disk:
+                self.state_file.unlink(missing_ok=True)
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path) from exc
         return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None, self.job.origin)
@@ -161,54 +222,56 @@ class Transfer:
     def discard(self) -> None:
         """Empty the part (kept, and locked, until :meth:`close`) and remove its state."""
         self.state_file.unlink(missing_ok=True)
+        self._state_on_disk = False
+        self._have = max(self._have, 1)  # make _truncate act
         self._truncate()
 
     def close(self) -> None:
         """Release the lock; remove the part if it holds nothing worth resuming."""
-        if self._lock_fd is None:
+        if self.fd is None:
             return
         try:
-            held = os.fstat(self._lock_fd)
-            still_ours = os.path.exists(self.part) and os.path.samestat(held, os.stat(self.part))
-            if still_ours and held.st_size == 0 and not self.state_file.exists():
-                self.part.unlink()
+            if not self._finished:
+                self._remove_if_empty()
         except OSError:
             pass  # best effort: an empty part is harmless
         finally:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            os.close(self.fd)
+            self.fd = None
 
-    def _lock(self) -> None:
-        if fcntl is None or self._lock_fd is not None:
+    def _remove_if_empty(self) -> None:
+        assert self.fd is not None
+        held = os.fstat(self.fd)
+        still_ours = os.path.exists(self.part) and os.path.samestat(held, os.stat(self.part))
+        if still_ours and held.st_size == 0 and not self.state_file.exists():
+            self.part.unlink()
+
+    def _open_part(self) -> None:
+        if self.fd is not None:
             return
-        fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise PartBusy(self.job.url, f"{self.part} is being written by another run; left to it") from None
         except BaseException:
             os.close(fd)
             raise
-        self._lock_fd = fd
+        self.fd = fd
 
     def _truncate(self) -> None:
-        if self._lock_fd is not None:
-            os.ftruncate(self._lock_fd, 0)
-        else:
-            self.part.unlink(missing_ok=True)
-
-    def _size_on_disk(self) -> int:
-        try:
-            return self.part.stat().st_size
-        except FileNotFoundError:
-            return 0
+        if self._have and self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            self._have = 0
 
     def _load_state(self) -> ResumeState | None:
         try:
             text = self.state_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
+        self._state_on_disk = True
         return ResumeState.loads(text, self.job.url)
 
     def _save_state(self, state: ResumeState | None) -> None:
@@ -217,16 +280,27 @@ class Transfer:
         temporary = self.state_file.with_name(self.state_file.name + f".{os.getpid() % 10**8}.tmp")
         temporary.write_text(state.dumps(), encoding="utf-8")
         os.replace(temporary, self.state_file)
+        self._state_on_disk = True
 
     def _prime_hash(self, offset: int) -> None:
         """Hash the prefix already in the part once, so the digest covers the whole file."""
         if self._hasher is None or not offset:
             return
-        with self.part.open("rb") as file:
-            remaining = offset
-            while remaining:
-                block = file.read(min(_PRIME_BLOCK, remaining))
-                if not block:
-                    raise OSError(f"{self.part} is shorter than {offset} bytes")
-                self._hasher.update(block)
-                remaining -= len(block)
+        assert self.fd is not None
+        position = 0
+        while position < offset:
+            block = os.pread(self.fd, min(_PRIME_BLOCK, offset - position), position)
+            if not block:
+                raise OSError(f"{self.part} is shorter than {offset} bytes")
+            self._hasher.update(block)
+            position += len(block)
+
+
+def _make_directory(path: Path) -> None:
+    """Create ``path`` (and its parents) unless it exists: one system call when it does."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass  # a file in the way shows up when the part is opened, with its path
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)

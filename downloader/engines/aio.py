@@ -104,7 +104,10 @@ async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config:
             request = await asyncio.to_thread(transfer.prepare)
             with _mapped_errors(job.url, transfer.part):
                 async with _get(session, request.url, request.headers, config) as response:
-                    decision = await asyncio.to_thread(transfer.accept, response.status, response.headers)
+                    decision = transfer.judge(response.status, response.headers)
+                    if transfer.fits_one_chunk:
+                        return await asyncio.to_thread(transfer.store, await _read_whole(response, events))
+                    await asyncio.to_thread(transfer.begin)
                     if decision.action is Action.RESTART:
                         continue
                     if decision.action is Action.WRITE:
@@ -115,16 +118,48 @@ async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config:
     raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 
+async def _read_whole(response: aiohttp.ClientResponse, events: Events) -> bytes:
+    """A body known to fit in one chunk, read at once."""
+    body = await response.read()
+    events.bytes_expected(len(body))
+    events.bytes_received(len(body))
+    return body
+
+
 async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, config: Config, events: Events) -> None:
-    assert transfer.decision is not None
+    assert transfer.decision is not None and transfer.fd is not None
     if transfer.decision.total is not None:
         events.bytes_expected(transfer.decision.total - transfer.decision.offset)
-    async with aiofiles.open(transfer.part, transfer.open_mode) as file:
-        # auto_decompress=False: the bytes stored are the bytes the server sent.
-        async for chunk in response.content.iter_chunked(config.chunk_size):
-            await file.write(chunk)
-            transfer.feed(chunk)
-            events.bytes_received(len(chunk))
+    # The part's own descriptor, locked and positioned by transfer.begin().
+    async with aiofiles.open(transfer.fd, "wb", closefd=False) as file:
+        try:
+            # auto_decompress=False: the bytes stored are the bytes the server sent.
+            async for chunk in response.content.iter_chunked(config.chunk_size):
+                await file.write(chunk)
+                transfer.feed(chunk)
+                events.bytes_received(len(chunk))
+        except aiohttp.ClientError:
+            # Keep what arrived before the break, so the next attempt resumes after it.
+            if rest := _salvage(response):
+                await file.write(rest)
+                transfer.feed(rest)
+                events.bytes_received(len(rest))
+            raise
+
+
+def _salvage(response: aiohttp.ClientResponse) -> bytes:
+    """The bytes aiohttp had buffered when the connection broke.
+
+    aiohttp raises a stored payload error before handing out data it already
+    buffered, which would throw away up to a read buffer of received bytes and
+    make the resume fetch them again. ``_read_nowait`` is private, so it is used
+    defensively: when it is missing or fails, nothing is salvaged.
+    """
+    read_nowait = getattr(response.content, "_read_nowait", None)
+    try:
+        return bytes(read_nowait(-1)) if read_nowait is not None else b""
+    except Exception:
+        return b""
 
 
 def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str], config: Config) -> aiohttp.client._RequestContextManager:

@@ -110,7 +110,10 @@ def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, even
             request = transfer.prepare()
             with _mapped_errors(job.url, transfer.part):
                 with _get(session, request.url, request.headers, config) as response:
-                    decision = transfer.accept(response.status_code, response.headers)
+                    decision = transfer.judge(response.status_code, response.headers)
+                    if transfer.fits_one_chunk:
+                        return transfer.store(_read_whole(response, events))
+                    transfer.begin()
                     if decision.action is Action.RESTART:
                         continue
                     if decision.action is Action.WRITE:
@@ -121,11 +124,20 @@ def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, even
     raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 
+def _read_whole(response: requests.Response, events: Events) -> bytes:
+    """A body known to fit in one chunk, read at once."""
+    body = response.raw.read(decode_content=False)
+    events.bytes_expected(len(body))
+    events.bytes_received(len(body))
+    return body
+
+
 def _receive(response: requests.Response, transfer: Transfer, config: Config, events: Events, stop: threading.Event) -> None:
-    assert transfer.decision is not None
+    assert transfer.decision is not None and transfer.fd is not None
     if transfer.decision.total is not None:
         events.bytes_expected(transfer.decision.total - transfer.decision.offset)
-    with open(transfer.part, transfer.open_mode) as file:
+    # The part's own descriptor, locked and positioned by transfer.begin().
+    with open(transfer.fd, "wb", closefd=False) as file:
         # The raw stream, undecoded: the bytes stored are the bytes the server sent.
         # read1 returns what has arrived (read() would hold up to a chunk in urllib3's
         # buffer, and lose it to a stall instead of leaving it in the part).
