@@ -21,13 +21,15 @@ from typing import BinaryIO
 from downloader.errors import InvalidJob
 from downloader.jobs import Job
 
-__all__ = ["Entry", "parse_line", "read_list", "read_urls", "validate_url"]
+__all__ = ["MAX_LINE", "Entry", "parse_line", "read_list", "read_urls", "validate_url"]
 
 Entry = Job | InvalidJob
 """What a source yields: a job to run, or the error of a line that cannot be one."""
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]+")
+MAX_LINE = 64 * 1024
+"""Longest list line accepted, in bytes; a longer one is an error, never held in memory."""
 _KEYS = ("out", "sha256", "size")
 
 
@@ -99,9 +101,15 @@ def _job_problem(job: Job) -> str | None:
 
 
 def read_list(stream: BinaryIO, name: str) -> Iterator[Entry]:
-    """Yield the entries of a list file, one line at a time (never the whole file)."""
-    for number, raw in enumerate(stream, start=1):
+    """Yield the entries of a list file, one line at a time (never the whole file).
+
+    A line longer than MAX_LINE bytes is reported and skipped without being held in memory.
+    """
+    for number, raw in enumerate(_lines(stream), start=1):
         origin = f"{name}:{number}"
+        if raw is None:
+            yield InvalidJob(f"<line {number}>", f"{origin}: line longer than {MAX_LINE} bytes", origin)
+            continue
         if raw.lstrip().startswith(b"#"):
             continue  # a comment, whatever its encoding
         try:
@@ -113,6 +121,17 @@ def read_list(stream: BinaryIO, name: str) -> Iterator[Entry]:
         entry = parse_line(text.lstrip("\ufeff") if number == 1 else text, origin)
         if entry is not None:
             yield entry
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
+    """The stream's lines; None for a line too long to keep (the rest of it is skipped)."""
+    while raw := stream.readline(MAX_LINE + 1):
+        if len(raw) <= MAX_LINE or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def read_urls(urls: Iterable[str | Job]) -> Iterator[Entry]:

@@ -229,13 +229,23 @@ def test_read_list_empty_file():
     assert entries(b"") == []
 
 
+class LineStream:
+    """A binary stream over an iterator of lines: readline() takes the next one."""
+
+    def __init__(self, lines: Iterator[bytes]) -> None:
+        self._lines = lines
+
+    def readline(self, limit: int = -1) -> bytes:
+        return next(self._lines, b"")
+
+
 def test_read_list_first_entry_before_rest_is_read():
     """read_list yields the first entry without reading past the first line."""
     def lines() -> Iterator[bytes]:
         yield b"http://example.test/a\n"
         raise AssertionError("read_list read past the first line")
 
-    reader = read_list(lines(), NAME)  # type: ignore[arg-type]
+    reader = read_list(LineStream(lines()), NAME)  # type: ignore[arg-type]
     assert next(reader) == Job("http://example.test/a", origin=f"{NAME}:1")
 
 
@@ -248,7 +258,7 @@ def test_read_list_reads_nothing_until_iterated():
             consumed.append(line)
             yield line
 
-    reader = read_list(lines(), NAME)  # type: ignore[arg-type]
+    reader = read_list(LineStream(lines()), NAME)  # type: ignore[arg-type]
     assert consumed == []
     next(reader)
     assert len(consumed) == 1
@@ -314,3 +324,17 @@ def test_read_urls_is_lazy():
         raise AssertionError("read_urls read ahead")
 
     assert next(read_urls(urls())) == Job("http://example.test/a", origin="argument 1")
+
+
+def test_overlong_line_is_an_error_and_the_next_line_still_reads():
+    """A line longer than MAX_LINE fails with its line number; the lines after it are read as usual."""
+    import io
+
+    from downloader.sources import MAX_LINE
+
+    data = b"http://h/a\n" + b"http://h/" + b"x" * (3 * MAX_LINE) + b"\nhttp://h/c size=1\n"
+
+    entries = list(read_list(io.BytesIO(data), "big.txt"))
+
+    assert ["http://h/a", None, "http://h/c"] == [e.url if isinstance(e, Job) else None for e in entries]
+    assert "big.txt:2: line longer than" in str(entries[1])
