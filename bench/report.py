@@ -46,23 +46,35 @@ class RunResult:
 def summarize(tool: str, scenario: Scenario, runs: Sequence[RunResult]) -> dict[str, str]:
     """One table row: medians over the runs that completed (exit 0, no timeout).
 
-    When no run completed, times are medians over all runs and the rates are left
-    out, since a rate of a failed download means nothing.
+    When no run completed, the numbers are medians over the runs that failed, and
+    the rates are left out, since the rate of a failed download means nothing. A
+    run killed by the timeout has a wall time but no CPU time or peak RSS.
     """
     completed = [r.measurement for r in runs if r.measurement.completed]
     basis = completed or [r.measurement for r in runs]
+    reaped = [m for m in basis if not m.timed_out]
     wall = statistics.median(m.wall for m in basis)
-    row = {
+    return {
         "tool": tool,
         "scenario": scenario.name,
         "wall s": f"{wall:.2f}",
-        "CPU s": f"{statistics.median(m.cpu for m in basis):.2f}",
-        "peak RSS MiB": f"{statistics.median(m.maxrss_kib for m in basis) / 1024:.1f}",
-        "files/s": f"{scenario.count / wall:,.0f}" if completed else "-",
-        "MB/s": f"{scenario.total_bytes / wall / 1e6:,.0f}" if completed else "-",
+        "CPU s": f"{statistics.median(m.cpu for m in reaped):.2f}" if reaped else "-",
+        "peak RSS MiB": f"{statistics.median(m.maxrss_kib for m in reaped) / 1024:.1f}" if reaped else "-",
+        "files/s": _rate(scenario.count / wall) if completed else "-",
+        "MB/s": _rate(scenario.total_bytes / wall / 1e6) if completed else "-",
         "verified": _verified_cell(runs),
     }
-    return row
+
+
+def _rate(value: float) -> str:
+    """About three significant digits: 12,345 / 123 / 12.3 / 1.23 / 0.123."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
 
 
 def _verified_cell(runs: Sequence[RunResult]) -> str:

@@ -38,8 +38,11 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +51,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import run_measured  # noqa: E402
 from report import RunResult, machine_summary, markdown_table, skipped_row, summarize, text_table, today  # noqa: E402
-from scenarios import MiB, SCENARIOS, Entry, Scenario, builtin_hashes, generate_files, verify  # noqa: E402
+from scenarios import SCENARIOS, Entry, GiB, MiB, Scenario, builtin_hashes, generate_files, verify  # noqa: E402
 from servers import RunningServer, find_nginx, install_nginx, start_builtin, start_nginx  # noqa: E402
 from tools import REPO, Job, Tool, select_tools  # noqa: E402
 
 DISK_MARGIN = 512 * MiB
+TRASH_MIN_FREE = 8 * GiB
+"""Deleting of many-file directories is deferred to the end only while this much disk is free."""
+SLOW_FILE_CREATION = 250e-6
+"""Seconds per 16 KiB file above which the harness warns that the filesystem dominates."""
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")
 
 
@@ -102,6 +109,7 @@ class Servers:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up on kill as on Ctrl-C
     scenarios = [SCENARIOS[name] for name in (args.scenario or SCENARIOS)]
     tools = available_tools(select_tools(args.tools))
     if not tools:
@@ -119,13 +127,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             for scenario in scenarios:
                 rows += run_scenario(scenario, tools, servers, args, work, servers_used)
         except KeyboardInterrupt:
-            print("\ninterrupted; stopping servers and removing", work)
-            return 130
-    print()
-    print(text_table(rows))
-    if args.markdown:
-        write_markdown(args.markdown, rows, tools, servers_used, args.repeat)
-    return 0
+            print(f"\ninterrupted; stopping servers and removing {work}; finished scenarios only:")
+            status = 130
+        else:
+            status = 0
+    if rows:
+        print()
+        print(text_table(rows))
+    if rows and args.markdown:
+        write_markdown(args.markdown, rows, tools, servers_used, args.repeat, args.workdir)
+    return status
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def available_tools(tools: Sequence[Tool]) -> list[tuple[Tool, list[str]]]:
@@ -171,12 +186,32 @@ def run_scenario(scenario: Scenario, tools: Sequence[tuple[Tool, list[str]]], se
         print(f"skipping {scenario.name}: needs {needed / 2**30:.1f} GiB free in {work}, has {free / 2**30:.1f}")
         return [skipped_row(tool.name, scenario, "not enough disk") for tool, _ in tools]
     servers_used[scenario.name] = server.description
-    entries = prepare_entries(scenario, server, work / "www" / scenario.name)
+    if scenario.count >= 100:
+        warn_if_file_creation_is_slow(work)
+    try:
+        entries = prepare_entries(scenario, server, work / "www" / scenario.name)
+    except (subprocess.CalledProcessError, OSError) as error:
+        print(f"skipping {scenario.name}: cannot prepare its files: {error}")
+        return [skipped_row(tool.name, scenario, "no files") for tool, _ in tools]
     try:
         runs = run_rotated(scenario, entries, tools, args, work)
     finally:
-        shutil.rmtree(work / "www" / scenario.name, ignore_errors=True)
+        dispose(work / "www" / scenario.name, scenario, work)
     return [summarize(tool.name, scenario, runs[tool.key]) for tool, _ in tools]
+
+
+def warn_if_file_creation_is_slow(work: Path, count: int = 300) -> None:
+    """Time creating ``count`` 16 KiB files in ``work``; warn when the filesystem makes that slow."""
+    probe = Path(tempfile.mkdtemp(dir=work))
+    start = time.perf_counter()
+    for i in range(count):
+        (probe / f"p{i}").write_bytes(bytes(16 * 1024))
+    per_file = (time.perf_counter() - start) / count
+    dispose(probe, SCENARIOS["small"], work)
+    if per_file > SLOW_FILE_CREATION:
+        print(f"WARNING: creating a file in {work} takes {per_file * 1e6:.0f} us right now (more than "
+              f"{SLOW_FILE_CREATION * 1e6:.0f}); small-file results will mostly measure the filesystem. On ext4 "
+              "without a journal this follows mass deletions for a few minutes: wait, or use --workdir /dev/shm.")
 
 
 def prepare_entries(scenario: Scenario, server: RunningServer, served_dir: Path) -> list[Entry]:
@@ -190,7 +225,7 @@ def prepare_entries(scenario: Scenario, server: RunningServer, served_dir: Path)
     hashes = builtin_hashes(package_python(), [(name, scenario.size) for name in names], REPO)
     return [
         Entry(f"{server.base_url}/bytes/{scenario.size}/{name}{query}", name, scenario.size, sha)
-        for name, sha in zip(names, hashes)
+        for name, sha in zip(names, hashes, strict=True)
     ]
 
 
@@ -209,7 +244,7 @@ def run_rotated(scenario: Scenario, entries: Sequence[Entry], tools: Sequence[tu
 
 def run_once(tool: Tool, prefix: list[str], scenario: Scenario, entries: Sequence[Entry],
              work: Path, timeout: float, rep: int) -> RunResult:
-    """One measured run of ``tool`` into an empty destination, verified and then deleted."""
+    """One measured run of ``tool`` into an empty destination, verified and then disposed of."""
     dest, scratch, logs = work / "dest", work / "scratch" / tool.key, work / "logs"
     for directory in (dest, scratch):
         shutil.rmtree(directory, ignore_errors=True)
@@ -217,11 +252,30 @@ def run_once(tool: Tool, prefix: list[str], scenario: Scenario, entries: Sequenc
     logs.mkdir(exist_ok=True)
     argv = tool.command(prefix, Job(entries, dest, scratch, scenario.concurrency))
     log_path = logs / f"{scenario.name}-{tool.key}-{rep}.log"
-    os.sync()  # write back the previous run's files now, not during this one
+    os.sync()  # write back earlier files now, not during this run
     measurement = run_measured(argv, timeout=timeout, log_path=log_path, env=child_env(), cwd=scratch)
-    verification = None if measurement.timed_out else verify(entries, dest)
-    shutil.rmtree(dest, ignore_errors=True)
+    verification = None if measurement.timed_out else verify(entries, dest, tool.layout)
+    dispose(dest, scenario, work)
     return RunResult(measurement, verification)
+
+
+def dispose(directory: Path, scenario: Scenario, work: Path) -> None:
+    """Delete ``directory``, or, when it holds many small files, move it to work/trash.
+
+    The trash is deleted when the harness exits. Reason: on ext4 without a journal
+    (as on this project's machines), creating files within minutes of deleting
+    thousands is several times slower (the inode allocator skips recently
+    deleted inodes, ``recently_deleted()``), which would slow down every tool
+    that runs after another tool's files were deleted.
+    """
+    if not directory.exists():
+        return
+    if scenario.count >= 100 and shutil.disk_usage(work).free > TRASH_MIN_FREE:
+        trash = work / "trash"
+        trash.mkdir(exist_ok=True)
+        directory.rename(Path(tempfile.mkdtemp(dir=trash)) / directory.name)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def child_env() -> dict[str, str]:
@@ -232,10 +286,11 @@ def child_env() -> dict[str, str]:
 
 
 def report_run(tool: Tool, scenario: Scenario, rep: int, repeat: int, result: RunResult, work: Path) -> None:
+    """One progress line per run; for a failed run, a few bad files and the end of its output."""
     m = result.measurement
     status = "verified" if result.verified else f"FAILED: {result.problem()}"
-    print(f"  {tool.name:<22} run {rep + 1}/{repeat}: {m.wall:7.2f} s wall, {m.cpu:6.2f} s CPU, "
-          f"{m.maxrss_kib / 1024:7.1f} MiB RSS, {status}")
+    usage = "" if m.timed_out else f", {m.cpu:6.2f} s CPU, {m.maxrss_kib / 1024:7.1f} MiB RSS"
+    print(f"  {tool.name:<22} run {rep + 1}/{repeat}: {m.wall:7.2f} s wall{usage}, {status}")
     if result.verified:
         return
     if result.verification and result.verification.bad:
@@ -245,8 +300,19 @@ def report_run(tool: Tool, scenario: Scenario, rep: int, repeat: int, result: Ru
         print("    output (end):\n" + "\n".join("      " + line for line in log[-1500:].splitlines()))
 
 
+def filesystem_of(path: Path) -> str:
+    """``ext4 on /dev/vda``: the type and device of the mount that holds ``path``."""
+    best = ("", "?", "?")
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            device, mount_point, fstype = line.split()[:3]
+            if path.resolve().is_relative_to(mount_point) and len(mount_point) >= len(best[0]):
+                best = (mount_point, fstype, device)
+    return f"{best[1]} on {best[2]}"
+
+
 def write_markdown(path: Path, rows: Sequence[dict[str, str]], tools: Sequence[tuple[Tool, list[str]]],
-                   servers_used: dict[str, str], repeat: int) -> None:
+                   servers_used: dict[str, str], repeat: int, workdir: Path) -> None:
     """The table as Markdown, under a line saying when, on what machine and against which server."""
     by_server: dict[str, list[str]] = {}
     for scenario, description in servers_used.items():
@@ -256,7 +322,8 @@ def write_markdown(path: Path, rows: Sequence[dict[str, str]], tools: Sequence[t
     versions = dict.fromkeys(tool.version(prefix) for tool, prefix in tools)  # ordered, no duplicates
     ran = [SCENARIOS[name] for name in dict.fromkeys(row["scenario"] for row in rows)]
     header = [
-        f"Measured {today()} on {machine_summary()}; server: {server_text}; {runs}.",
+        f"Measured {today()} on {machine_summary()}; server: {server_text}; "
+        f"files written to {workdir} ({filesystem_of(workdir)}); {runs}.",
         "",
         f"Tools: {'; '.join(versions)}. Scenarios: {'; '.join(f'{s.name} = {s.description}' for s in ran)}.",
     ]

@@ -105,7 +105,8 @@ def builtin_hashes(python: str, files: Sequence[tuple[str, int]], cwd: Path) -> 
         [python, "-c", _BUILTIN_HASHES], input=json.dumps(list(files)), capture_output=True,
         text=True, cwd=cwd, check=True, timeout=600,
     )
-    return json.loads(done.stdout)
+    hashes: list[str] = json.loads(done.stdout)
+    return hashes
 
 
 @dataclass(frozen=True)
@@ -123,20 +124,23 @@ class Verification:
         return not self.bad
 
 
-def verify(entries: Sequence[Entry], dest: Path) -> Verification:
-    """Compare size and sha256 of every expected file under ``dest`` (hashing in parallel)."""
+def verify(entries: Sequence[Entry], dest: Path, layout: Callable[[Entry], str] = lambda e: e.name) -> Verification:
+    """Compare size and sha256 of every expected file under ``dest`` (hashing in parallel).
+
+    ``layout`` says where a tool saved an entry, relative to ``dest``.
+    """
     workers = len(os.sched_getaffinity(0))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = list(pool.map(_problem_with(dest), entries))
-    bad = [f"{entry.name}: {problem}" for entry, problem in zip(entries, problems) if problem]
-    expected = {entry.name for entry in entries}
+        problems = list(pool.map(_problem_with(dest, layout), entries))
+    bad = [f"{layout(entry)}: {problem}" for entry, problem in zip(entries, problems, strict=True) if problem]
+    expected = {layout(entry) for entry in entries}
     extra = sum(1 for path in dest.rglob("*") if path.is_file() and path.relative_to(dest).as_posix() not in expected)
     return Verification(checked=len(entries), bad=bad, extra=extra)
 
 
-def _problem_with(dest: Path) -> Callable[[Entry], str | None]:
+def _problem_with(dest: Path, layout: Callable[[Entry], str]) -> Callable[[Entry], str | None]:
     def check(entry: Entry) -> str | None:
-        path = dest / entry.name
+        path = dest / layout(entry)
         try:
             size = path.stat().st_size
         except FileNotFoundError:

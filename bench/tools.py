@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scenarios import Entry
 
@@ -34,13 +35,19 @@ class Job:
 
 @dataclass(frozen=True)
 class Tool:
+    """A downloader under test: how to find it, run it and name its version."""
+
     key: str
+    """The name for --tools."""
     name: str
+    """The name in the table."""
     locate: Callable[[], list[str] | None]
     """The command prefix that runs the tool, or None when it is not installed."""
     command: Callable[[list[str], Job], list[str]]
     """Write the tool's input file into ``job.scratch`` and return its full command line."""
     version: Callable[[list[str]], str]
+    layout: Callable[[Entry], str] = lambda entry: entry.name
+    """Where the tool saves ``entry``, relative to the destination (by default: flat)."""
 
 
 # -- downloader (this package) -------------------------------------------------
@@ -86,9 +93,11 @@ def curl_command(prefix: list[str], job: Job) -> list[str]:
         *prefix,
         "-q",  # first argument: do not read ~/.curlrc
         "--parallel", "--parallel-max", str(min(job.concurrency, 300)),  # curl caps it at 300
+        "--parallel-immediate",  # open J connections at once instead of waiting to see if one can multiplex
         "-K", str(config),
         "--create-dirs",
-        "-s", "-S",  # no progress meter, but do print errors
+        "-s", "-S",  # silent, but do print errors
+        "--no-progress-meter",  # curl 7.88 shows the --parallel progress meter even with -s
         "--fail",  # an HTTP error is a failed transfer (exit 22), not a saved error page
     ]
 
@@ -116,6 +125,7 @@ def aria2c_command(prefix: list[str], job: Job) -> list[str]:
 
 def wget2_command(prefix: list[str], job: Job) -> list[str]:
     url_list = _write_lines(job.scratch / "wget2.txt", (entry.url for entry in job.entries))
+    has_query = any("?" in entry.url for entry in job.entries)
     return [
         *prefix,
         "--no-config",  # ignore ~/.wget2rc
@@ -123,10 +133,17 @@ def wget2_command(prefix: list[str], job: Job) -> list[str]:
         "--no-directories",  # flat names: 1.99.1 otherwise keeps the URL's directories (DEST/small/f1.bin)
         f"--max-threads={job.concurrency}",
         "-q", "--no-robots",
-        "--cut-file-get-vars",  # save .../f1.bin?delay=1 as f1.bin, not 'f1.bin?delay=1'
         "--no-ocsp", "--no-hsts", "--no-hpkp",  # otherwise it creates ~/.wget-ocsp* even for http://
         "--no-netrc", "--no-cookies",
+        # Save .../f1.bin?delay=1 as f1.bin, not 'f1.bin?delay=1'. In 1.99.1 this option
+        # also forces the URL's directories, whatever -nd or --cut-dirs say: see wget2_layout.
+        *(["--cut-file-get-vars"] if has_query else []),
     ]
+
+
+def wget2_layout(entry: Entry) -> str:
+    """wget2 writes flat names, except with --cut-file-get-vars (URLs with a query): the URL's path."""
+    return urlsplit(entry.url).path.lstrip("/") if "?" in entry.url else entry.name
 
 
 # -- the table of tools ----------------------------------------------------------
@@ -147,11 +164,13 @@ def first_line_of_version(prefix: list[str]) -> str:
 
 
 TOOLS: tuple[Tool, ...] = (
-    Tool("downloader-asyncio", "downloader (asyncio)", locate_downloader, downloader_command("asyncio"), downloader_version),
-    Tool("downloader-threads", "downloader (threads)", locate_downloader, downloader_command("threads"), downloader_version),
+    Tool("downloader-asyncio", "downloader (asyncio)", locate_downloader, downloader_command("asyncio"),
+         downloader_version),
+    Tool("downloader-threads", "downloader (threads)", locate_downloader, downloader_command("threads"),
+         downloader_version),
     Tool("curl", "curl --parallel", locate_binary("curl"), curl_command, first_line_of_version),
     Tool("aria2c", "aria2c", locate_binary("aria2c"), aria2c_command, first_line_of_version),
-    Tool("wget2", "wget2", locate_binary("wget2"), wget2_command, first_line_of_version),
+    Tool("wget2", "wget2", locate_binary("wget2"), wget2_command, first_line_of_version, wget2_layout),
 )
 
 ALIASES: dict[str, tuple[str, ...]] = {
