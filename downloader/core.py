@@ -195,12 +195,18 @@ def _judge_partial(request: Request, headers: Mapping[str, str], state: ResumeSt
 
 def _judge_unsatisfiable(request: Request, headers: Mapping[str, str], state: ResumeState | None) -> Decision:
     # RFC 9110 §15.5.17: 416 carries "Content-Range: bytes */<size>". When the part
-    # already holds that many bytes, the file is complete.
+    # already holds that many bytes, the file is complete, if that is the same file:
+    # §13.1.5: with If-Range a server whose validator does not match sends 200, so a
+    # 416 answers for the validator we sent (and a different ETag on it disproves it).
+    # The saved size is not needed then: it may come from a Content-Length that lied.
+    # Without a validator, only the saved size can prove it.
     match = _UNSATISFIED_RANGE.match(headers.get("Content-Range", "").strip())
     total = int(match.group(1)) if match else None
-    expected = state.size if state else None
-    proven = state is not None and (state.validator is not None or state.size == total)
-    if request.offset and total == request.offset and expected in (None, total) and proven:
+    etag = headers.get("ETag")
+    if state is None or (etag and state.strong_etag and etag != state.strong_etag):
+        return Decision(Action.RESTART, reason=f"416 for another version of the file ({etag})")
+    proven = "If-Range" in request.headers or state.size == total
+    if request.offset and total == request.offset and proven:
         return Decision(Action.COMPLETE, request.offset, total)
     return Decision(Action.RESTART, reason=f"416 with the part at {request.offset} bytes of {total}")
 

@@ -67,7 +67,7 @@ def existing_result(job: Job, path: Path) -> Result | None:
 
 def local_error(url: str, exc: OSError, path: Path | str | None = None) -> LocalIOError:
     """A LocalIOError naming the path and the errno text."""
-    where = exc.filename or path
+    where = exc.filename2 or exc.filename or path  # filename2: the target of a rename
     return LocalIOError(url, f"cannot write {where}: {exc.strerror or exc}")
 
 
@@ -174,7 +174,8 @@ class Transfer:
         return decision
 
     def store(self, body: bytes) -> Result:
-        """Write a whole body that fits in one chunk, and finish: no state file, one trip to the disk."""
+        """Write a whole small body, already :meth:`feed`-ed piece by piece as it arrived,
+        and finish: no state file, one trip to the disk."""
         assert self.fits_one_chunk
         self._ready(save_state=False)
         assert self.fd is not None
@@ -184,7 +185,6 @@ class Transfer:
                 view = view[os.write(self.fd, view):]
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
-        self.feed(body)
         return self.finish()
 
     def feed(self, chunk: bytes) -> None:
@@ -213,8 +213,7 @@ class Transfer:
         try:
             os.replace(self.part, self.path)
             self._finished = True
-            if self._state_on_disk:
-                self.state_file.unlink(missing_ok=True)
+            self.state_file.unlink(missing_ok=True)  # also one left by a run that resumed nothing
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path) from exc
         return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None, self.job.origin)
@@ -278,8 +277,12 @@ class Transfer:
         if state is None:
             return
         temporary = self.state_file.with_name(self.state_file.name + f".{os.getpid() % 10**8}.tmp")
-        temporary.write_text(state.dumps(), encoding="utf-8")
-        os.replace(temporary, self.state_file)
+        try:
+            temporary.write_text(state.dumps(), encoding="utf-8")
+            os.replace(temporary, self.state_file)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
         self._state_on_disk = True
 
     def _prime_hash(self, offset: int) -> None:

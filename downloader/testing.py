@@ -135,9 +135,14 @@ class Rule:
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass
 class LogEntry:
-    """One request as the server saw it and answered it."""
+    """One request as the server saw it and answered it.
+
+    It is logged before the response starts, and ``bytes_sent`` counts each piece
+    before it is written, so a client that has its bytes always finds them logged
+    (a piece that fails to go out is counted anyway: an upper bound).
+    """
 
     method: str
     path: str
@@ -300,23 +305,20 @@ class Server:
             response.enable_chunked_encoding()
         else:
             response.content_length = end - start + rule.length_delta
+        entry = self._log(request, status, 0)
         await response.prepare(request)
-        sent = [0]  # updated as pieces go out, so an aborted response logs what it sent
-        try:
-            if request.method != "HEAD":
-                await self._write_body(request, response, name, start, end, rule, sent)
-        finally:
-            self._log(request, status, sent[0])
+        if request.method != "HEAD":
+            await self._write_body(request, response, name, start, end, rule, entry)
         return response
 
     async def _write_body(self, request: web.Request, response: web.StreamResponse, name: str, start: int, end: int,
-                          rule: Rule, sent: list[int]) -> None:
+                          rule: Rule, entry: LogEntry) -> None:
         limits = [end] + [start + n for n in (rule.stall_after, rule.drop_after) if n is not None]
         stop = min(limits)
         piece_size = max(1, int(rule.rate / 10)) if rule.rate else _SERVE_CHUNK
         for piece in iter_body(name, start, stop, piece_size):
+            entry.bytes_sent += len(piece)
             await response.write(piece)
-            sent[0] += len(piece)
             if rule.rate:
                 await asyncio.sleep(len(piece) / rule.rate)
         if stop == end and rule.length_delta <= 0:
@@ -330,10 +332,11 @@ class Server:
         self._log(request, response.status, sent)
         return response
 
-    def _log(self, request: web.Request, status: int, sent: int) -> None:
-        self.log.append(
-            LogEntry(request.method, request.path, request.headers.get("Range"), request.headers.get("If-Range"), status, sent)
-        )
+    def _log(self, request: web.Request, status: int, sent: int) -> LogEntry:
+        headers = request.headers
+        entry = LogEntry(request.method, request.path, headers.get("Range"), headers.get("If-Range"), status, sent)
+        self.log.append(entry)
+        return entry
 
 
 def _harmless(rule: Rule) -> Rule:

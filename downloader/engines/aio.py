@@ -106,7 +106,7 @@ async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config:
                 async with _get(session, request.url, request.headers, config) as response:
                     decision = transfer.judge(response.status, response.headers)
                     if transfer.fits_one_chunk:
-                        return await asyncio.to_thread(transfer.store, await _read_whole(response, events))
+                        return await asyncio.to_thread(transfer.store, await _read_whole(response, transfer, events))
                     await asyncio.to_thread(transfer.begin)
                     if decision.action is Action.RESTART:
                         continue
@@ -118,12 +118,16 @@ async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config:
     raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 
-async def _read_whole(response: aiohttp.ClientResponse, events: Events) -> bytes:
-    """A body known to fit in one chunk, read at once."""
-    body = await response.read()
-    events.bytes_expected(len(body))
-    events.bytes_received(len(body))
-    return body
+async def _read_whole(response: aiohttp.ClientResponse, transfer: Transfer, events: Events) -> bytes:
+    """A small body, kept in memory (it fits in one chunk) and fed as its pieces arrive."""
+    assert transfer.decision is not None and transfer.decision.total is not None
+    events.bytes_expected(transfer.decision.total)
+    pieces = []
+    async for piece in response.content.iter_chunked(transfer.decision.total or 1):
+        transfer.feed(piece)
+        events.bytes_received(len(piece))
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, config: Config, events: Events) -> None:

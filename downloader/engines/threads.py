@@ -112,7 +112,7 @@ def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, even
                 with _get(session, request.url, request.headers, config) as response:
                     decision = transfer.judge(response.status_code, response.headers)
                     if transfer.fits_one_chunk:
-                        return transfer.store(_read_whole(response, events))
+                        return transfer.store(_read_whole(response, transfer, events))
                     transfer.begin()
                     if decision.action is Action.RESTART:
                         continue
@@ -124,12 +124,16 @@ def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, even
     raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 
-def _read_whole(response: requests.Response, events: Events) -> bytes:
-    """A body known to fit in one chunk, read at once."""
-    body = response.raw.read(decode_content=False)
-    events.bytes_expected(len(body))
-    events.bytes_received(len(body))
-    return body
+def _read_whole(response: requests.Response, transfer: Transfer, events: Events) -> bytes:
+    """A small body, kept in memory (it fits in one chunk) and fed as its pieces arrive."""
+    assert transfer.decision is not None and transfer.decision.total is not None
+    events.bytes_expected(transfer.decision.total)
+    pieces = []
+    for piece in iter(lambda: response.raw.read1(transfer.decision.total, decode_content=False), b""):
+        transfer.feed(piece)
+        events.bytes_received(len(piece))
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def _receive(response: requests.Response, transfer: Transfer, config: Config, events: Events, stop: threading.Event) -> None:
