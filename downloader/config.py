@@ -52,6 +52,25 @@ class Config:
     """Show the animated progress bar on stderr (the CLI does unless -q or stderr is no terminal)."""
     user_agent: str = f"downloader/{__version__}"
     """The User-Agent header sent with every request."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra request headers (-H), sent with every request; Authorization and Cookie
+    among them are not sent to another host after a redirect."""
+    user: tuple[str, str] | None = None
+    """Basic credentials (--user) for each job's own host (not for other hosts it redirects to)."""
+    netrc: tuple[tuple[str, str, str], ...] = ()
+    """(host, login, password) from a netrc file: used for a host when --user does not apply."""
+    proxies: tuple[tuple[str, str], ...] = ()
+    """(scheme, proxy URL) pairs, as read from HTTP_PROXY/HTTPS_PROXY by the CLI."""
+    no_proxy: str = ""
+    """Hosts that bypass the proxies (NO_PROXY syntax)."""
+    verify: bool = True
+    """Verify TLS certificates (--insecure turns it off)."""
+    ca_bundle: Path | None = None
+    """A file of CA certificates to verify against instead of the system's."""
+    max_redirects: int = 10
+    """Redirect hops allowed per request."""
+    max_filesize: int | None = None
+    """Refuse bodies larger than this many bytes, announced or received."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dest", Path(self.dest))
@@ -65,6 +84,8 @@ class Config:
         _require(self.chunk_size >= 1024, f"chunk_size must be at least 1024 bytes, not {self.chunk_size}")
         _require(self.backoff_base >= 0, f"backoff_base must not be negative, not {self.backoff_base}")
         _require(self.backoff_cap >= 0, f"backoff_cap must not be negative, not {self.backoff_cap}")
+        _require(self.max_redirects >= 0, f"max_redirects must not be negative, not {self.max_redirects}")
+        _require(self.max_filesize is None or self.max_filesize >= 0, f"max_filesize must not be negative, not {self.max_filesize}")
         _require(self.max_wait >= 0, f"max_wait must not be negative, not {self.max_wait}")
 
 

@@ -7,9 +7,13 @@ socket or a file, so every rule is tested with plain function calls.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import enum
 import json
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -17,7 +21,7 @@ from http import HTTPStatus
 from datetime import datetime, timezone
 from typing import ClassVar
 
-from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError
+from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, Refused
 from downloader.jobs import Job
 
 __all__ = [
@@ -25,13 +29,18 @@ __all__ = [
     "Action",
     "Decision",
     "LowSpeedMeter",
+    "REDIRECT_STATUSES",
     "Request",
+    "RequestOptions",
     "ResumeState",
     "check_complete",
+    "follow_redirect",
     "judge",
     "parse_content_range",
     "parse_retry_after",
     "plan_request",
+    "proxy_for",
+    "request_headers",
 ]
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -95,29 +104,117 @@ class ResumeState:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """What goes into every request besides the range: identity, extra headers, credentials."""
+
+    user_agent: str = "downloader"
+    headers: tuple[tuple[str, str], ...] = ()
+    user: tuple[str, str] | None = None
+    """--user credentials: for the job's own host only."""
+    netrc: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    """Credentials per host name, from a netrc file."""
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """The GET to send: URL, headers, and the part offset it continues from (0 = whole file)."""
 
     url: str
     headers: dict[str, str]
     offset: int = 0
+    origin: str = ""
+    """The job's own URL: its host is the one --user credentials are for."""
+    hops: tuple[str, ...] = ()
+    """URLs visited before this one in the current chain of redirects."""
 
 
-def plan_request(url: str, *, have: int, state: ResumeState | None, user_agent: str) -> Request:
+def plan_request(url: str, *, have: int, state: ResumeState | None, user_agent: str = "downloader",
+                 options: RequestOptions | None = None) -> Request:
     """The request for ``url`` when ``have`` bytes of it are in the part, described by ``state``."""
-    # Identity encoding: offsets, Content-Length and digests then describe the file
-    # itself, not a compressed stream of it (RFC 9110 §12.5.3).
-    headers = {"Accept-Encoding": "identity", "User-Agent": user_agent}
+    headers = request_headers(url, origin=url, options=options or RequestOptions(user_agent))
     if have <= 0 or state is None:
-        return Request(url, headers, 0)
+        return Request(url, headers, 0, url)
     headers["Range"] = f"bytes={have}-"
     if state.validator:
         # RFC 9110 §13.1.5: the server sends the range only if the file is unchanged.
         headers["If-Range"] = state.validator
-    return Request(url, headers, have)
+    return Request(url, headers, have, url)
+
+
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def request_headers(url: str, *, origin: str, options: RequestOptions) -> dict[str, str]:
+    """The headers for ``url`` in a chain that started at ``origin``.
+
+    Credentials and cookies never follow a redirect to another host (curl and
+    requests do the same): -H Authorization/Cookie and --user are for the origin's
+    host; another host gets only what a netrc file has for it.
+    """
+    # Identity encoding: offsets, Content-Length and digests then describe the file
+    # itself, not a compressed stream of it (RFC 9110 §12.5.3).
+    headers = {"Accept-Encoding": "identity", "User-Agent": options.user_agent}
+    same_host = _host_key(url) == _host_key(origin)
+    for name, value in options.headers:
+        if same_host or name.lower() not in _SECRET_HEADERS:
+            headers[name] = value
+    credentials = (options.user if same_host else None) or options.netrc.get(urllib.parse.urlsplit(url).hostname or "")
+    if credentials and not any(name.lower() == "authorization" for name in headers):
+        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+    return headers
+
+
+def _host_key(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+"""Statuses that send the client elsewhere with Location (RFC 9110 §15.4)."""
+
+
+def follow_redirect(request: Request, headers: Mapping[str, str], *, max_redirects: int,
+                    options: RequestOptions) -> Request:
+    """The request that follows a redirect answer to ``request``.
+
+    The method stays GET and the range and its If-Range go along (it is the same
+    resource asked for elsewhere); credentials are rebuilt for the new host.
+
+    Raises:
+        Refused: no Location, another scheme than http(s), a loop, or too many hops.
+    """
+    location = headers.get("Location")
+    if not location:
+        raise Refused(request.origin, f"redirect from {request.url} without a Location")
+    target = urllib.parse.urljoin(request.url, location.strip()).split("#", 1)[0]
+    scheme = urllib.parse.urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise Refused(request.origin, f"redirect to an unsupported scheme {scheme!r}: {target}")
+    if target == request.url or target in request.hops:
+        raise Refused(request.origin, f"redirect loop: {request.url} -> {target}")
+    if len(request.hops) >= max_redirects:
+        raise Refused(request.origin, f"more than {max_redirects} redirects (last to {target})")
+    fresh = request_headers(target, origin=request.origin, options=options)
+    fresh.update({name: value for name, value in request.headers.items() if name in ("Range", "If-Range")})
+    return Request(target, fresh, request.offset, request.origin, request.hops + (request.url,))
+
+
+def proxy_for(url: str, proxies: Mapping[str, str], no_proxy: str) -> str | None:
+    """The proxy to reach ``url`` through, from HTTP(S)_PROXY-style settings, or None."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = proxies.get(parts.scheme.lower()) or proxies.get("all")
+    if not proxy or not parts.hostname:
+        return None
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if no_proxy and urllib.request.proxy_bypass_environment(host, {"no": no_proxy}):
+        return None
+    return proxy
 
 
 class Action(enum.Enum):
+    REDIRECT = "redirect"
+    """Ask again, at the URL the redirect gives (the part is not touched)."""
     WRITE = "write"
     """Stream the body into the part, starting at ``Decision.offset``."""
     COMPLETE = "complete"
@@ -141,12 +238,16 @@ class Decision:
     """RESTART, or a WRITE from 0 that drops a part: why, for the log."""
 
 
-def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job, state: ResumeState | None) -> Decision:
+def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job, state: ResumeState | None,
+          max_filesize: int | None = None) -> Decision:
     """Decide what ``status`` and ``headers`` mean for the part described by ``request`` and ``state``.
+
+    Redirects are not judged here (see :func:`follow_redirect`).
 
     Raises:
         HTTPStatusError: a status that carries no usable body (retryable or not).
         IntegrityError: the server announces a size other than the list's ``size=``.
+        Refused: the server announces more than ``max_filesize`` bytes.
     """
     if status == 200:
         decision = _judge_full(request, headers, job)
@@ -159,6 +260,8 @@ def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job
     if decision.total is not None and job.size is not None and decision.total != job.size:
         actual = str(decision.total)
         raise IntegrityError(job.url, f"server announces {actual} bytes, the list says size={job.size}", str(job.size), actual)
+    if decision.total is not None and max_filesize is not None and decision.total > max_filesize:
+        raise Refused(job.url, f"file of {decision.total} bytes is larger than --max-filesize {max_filesize}")
     return decision
 
 

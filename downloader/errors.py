@@ -6,6 +6,7 @@
     ├── InvalidJob                  malformed list line, unsupported scheme, unsafe path (never retried)
     ├── LocalIOError                the disk refused (full, permission denied; never retried)
     ├── PartBusy                    another run is writing the same part (the URL is skipped)
+    ├── Refused                     an option forbids it: --max-filesize, a redirect to another scheme (never retried)
     ├── TransferError               the bytes did not arrive; the retry policy decides
     │   ├── ConnectError            could not connect (also ConnectionError)
     │   ├── StallTimeout            no byte for `timeout` seconds (also TimeoutError)
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidJob",
     "LocalIOError",
     "PartBusy",
+    "Refused",
     "RetriesExhausted",
     "StallTimeout",
     "TransferError",
@@ -62,6 +64,10 @@ class LocalIOError(DownloadError, OSError):
 
 class PartBusy(DownloadError):
     """Another process holds the lock on the part: this run leaves the file to it."""
+
+
+class Refused(DownloadError):
+    """The download is against an option or a rule: too large, redirected to another scheme, a loop."""
 
 
 class TransferError(DownloadError):

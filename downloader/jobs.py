@@ -48,6 +48,7 @@ class Result:
         sha256: hex digest of the file, when it was computed (the list asked for one).
         error: why the job failed or was skipped, in words.
         origin: where the job came from.
+        final_url: the URL the body came from, after redirects.
     """
 
     url: str
@@ -58,6 +59,7 @@ class Result:
     sha256: str | None = None
     error: str | None = None
     origin: str | None = None
+    final_url: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,4 +77,5 @@ class Result:
             "sha256": self.sha256,
             "error": self.error,
             "origin": self.origin,
+            "final_url": self.final_url,
         }

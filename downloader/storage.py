@@ -20,6 +20,7 @@ calls into :mod:`downloader.core` for each decision, so both engines share it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -34,11 +35,11 @@ except ImportError:  # not POSIX: no locking between runs
 from downloader import core
 from downloader.config import Config
 from downloader.core import Action, Decision, Request, ResumeState
-from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy, StallTimeout
+from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy, Refused, StallTimeout, TransferError
 from downloader.jobs import Job, Result, Status
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 
-__all__ = ["SMALL_BODY", "Transfer", "existing_result", "local_error"]
+__all__ = ["SMALL_BODY", "Transfer", "existing_result", "local_error", "request_options"]
 
 log = logging.getLogger(__name__)
 _PRIME_BLOCK = 1 << 20
@@ -63,6 +64,13 @@ def existing_result(job: Job, path: Path) -> Result | None:
     if job.size is not None and size != job.size:
         raise InvalidJob(job.url, f"{path} exists with {size} bytes but the list says size={job.size}; left untouched")
     return Result(job.url, Status.SKIPPED, str(path), size, 0, None, "already present", job.origin)
+
+
+@functools.lru_cache(maxsize=8)
+def request_options(config: Config) -> core.RequestOptions:
+    """The request options of a run (built once per Config: the netrc table may be long)."""
+    netrc = {host: (login, password) for host, login, password in config.netrc}
+    return core.RequestOptions(config.user_agent, config.headers, config.user, netrc)
 
 
 def local_error(url: str, exc: OSError, path: Path | str | None = None) -> LocalIOError:
@@ -94,6 +102,7 @@ class Transfer:
         self.decision: Decision | None = None
         self.received = 0
         self._have = 0
+        self._restarts = 0
         self._state_on_disk = False
         self._finished = False
         self._hasher = hashlib.sha256() if job.sha256 else None
@@ -131,13 +140,33 @@ class Transfer:
         if self._have and self.state is None:
             log.info("%s: restarting %s (no usable resume state)", self.job.url, self.part)
         have = self._have if self.state else 0
-        self.request = core.plan_request(self.job.url, have=have, state=self.state, user_agent=self.config.user_agent)
+        self.request = core.plan_request(self.job.url, have=have, state=self.state, options=request_options(self.config))
         return self.request
 
+    def next_request(self) -> Request:
+        """The request to send after a REDIRECT or a RESTART answer.
+
+        Raises:
+            TransferError: a second RESTART in one attempt (the server keeps answering unusable ranges).
+        """
+        assert self.decision is not None and self.request is not None
+        if self.decision.action is Action.REDIRECT:
+            return self.request
+        self._restarts += 1
+        if self._restarts > 1:
+            raise TransferError(self.job.url, "the server twice answered with a range that cannot be used")
+        return self.prepare()
+
     def judge(self, status: int, headers: object) -> Decision:
-        """What the answer means for this part (no I/O; see core.judge)."""
+        """What the answer means for this part (no I/O; see core.judge and core.follow_redirect)."""
         assert self.request is not None
-        decision = core.judge(self.request, status, headers, job=self.job, state=self.state)  # type: ignore[arg-type]
+        if status in core.REDIRECT_STATUSES:
+            self.request = core.follow_redirect(self.request, headers, max_redirects=self.config.max_redirects,  # type: ignore[arg-type]
+                                                options=request_options(self.config))
+            self.decision = Decision(Action.REDIRECT, self.request.offset)
+            return self.decision
+        decision = core.judge(self.request, status, headers, job=self.job, state=self.state,  # type: ignore[arg-type]
+                              max_filesize=self.config.max_filesize)
         self.decision = decision
         if decision.reason:
             log.info("%s: %s", self.job.url, decision.reason)
@@ -153,6 +182,8 @@ class Transfer:
     def _ready(self, *, save_state: bool) -> None:
         decision = self.decision
         assert decision is not None and self.fd is not None
+        if decision.action is Action.REDIRECT:
+            return
         try:
             if decision.action is Action.RESTART:
                 self.discard()
@@ -196,6 +227,10 @@ class Transfer:
         self.received += len(chunk)
         if self._hasher is not None:
             self._hasher.update(chunk)
+        limit = self.config.max_filesize
+        if limit is not None and self.decision is not None and self.decision.offset + self.received > limit:
+            self.discard()  # it can never be finished under this limit
+            raise Refused(self.job.url, f"body grew past --max-filesize {limit} bytes")
         if self._meter is not None and self._meter.too_slow(len(chunk), time.monotonic()):
             limit, window = self.config.speed_limit, self.config.speed_time
             raise StallTimeout(self.job.url, f"too slow: under {limit} bytes/s for {window:g} s")
@@ -216,7 +251,9 @@ class Transfer:
             self.state_file.unlink(missing_ok=True)  # also one left by a run that resumed nothing
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path) from exc
-        return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None, self.job.origin)
+        final_url = self.request.url if self.request else None
+        return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None,
+                      self.job.origin, final_url)
 
     def discard(self) -> None:
         """Empty the part (kept, and locked, until :meth:`close`) and remove its state."""

@@ -70,7 +70,7 @@ BASE = {"Accept-Encoding": "identity", "User-Agent": UA}
 def test_plan_request_headers(have, state, expected_headers, expected_offset):
     """The planned GET carries exactly the headers the resume table prescribes."""
     request = plan_request(URL, have=have, state=state, user_agent=UA)
-    assert request == Request(URL, expected_headers, expected_offset)
+    assert request == Request(URL, expected_headers, expected_offset, origin=URL)
 
 
 def test_plan_request_never_puts_a_weak_etag_in_if_range():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import aiofiles
 import aiohttp
 
 from downloader.config import Config
-from downloader.core import Action
+from downloader.core import Action, Request, proxy_for
 from downloader.dispatch import Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
@@ -64,11 +65,20 @@ async def _session(config: Config) -> AsyncIterator[aiohttp.ClientSession]:
     # read_bufsize: aiohttp pauses the socket above this much unread data; at its
     # 64 KiB default the pause/resume churn cost twice the system time on large files.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout, sock_read=config.timeout)
-    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=0, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=0, ttl_dns_cache=300, ssl=_tls(config))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      read_bufsize=config.chunk_size,
                                      trust_env=False, raise_for_status=False) as session:
         yield session
+
+
+def _tls(config: Config) -> ssl.SSLContext | bool:
+    """Certificate checking as configured: off, against a CA bundle, or the system's."""
+    if not config.verify:
+        return False
+    if config.ca_bundle is not None:
+        return ssl.create_default_context(cafile=str(config.ca_bundle))
+    return True
 
 
 async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events,
@@ -100,22 +110,22 @@ async def fetch(session: aiohttp.ClientSession, job: Job, path: Path, config: Co
 async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events) -> Result:
     transfer = Transfer(job, path, config)
     try:
-        for _ in range(2):  # a second request only after a RESTART
-            request = await asyncio.to_thread(transfer.prepare)
+        request = await asyncio.to_thread(transfer.prepare)
+        while True:  # one request per turn: a REDIRECT or a RESTART asks again
             with _mapped_errors(job.url, transfer.part):
-                async with _get(session, request.url, request.headers, config) as response:
+                async with _get(session, request, config) as response:
                     decision = transfer.judge(response.status, response.headers)
                     if transfer.fits_one_chunk:
                         return await asyncio.to_thread(transfer.store, await _read_whole(response, transfer, events))
                     await asyncio.to_thread(transfer.begin)
-                    if decision.action is Action.RESTART:
-                        continue
                     if decision.action is Action.WRITE:
                         await _receive(response, transfer, config, events)
+            if decision.action in (Action.REDIRECT, Action.RESTART):
+                request = await asyncio.to_thread(transfer.next_request)
+                continue
             return await asyncio.to_thread(transfer.finish)
     finally:
         transfer.close()
-    raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 
 async def _read_whole(response: aiohttp.ClientResponse, transfer: Transfer, events: Events) -> bytes:
@@ -166,8 +176,10 @@ def _salvage(response: aiohttp.ClientResponse) -> bytes:
         return b""
 
 
-def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str], config: Config) -> aiohttp.client._RequestContextManager:
-    return session.get(url, headers=headers, allow_redirects=True, max_redirects=10)
+def _get(session: aiohttp.ClientSession, request: Request, config: Config) -> aiohttp.client._RequestContextManager:
+    # Redirects are followed by core.follow_redirect, the same for both engines.
+    proxy = proxy_for(request.url, dict(config.proxies), config.no_proxy)
+    return session.get(request.url, headers=request.headers, allow_redirects=False, proxy=proxy)
 
 
 @contextlib.contextmanager

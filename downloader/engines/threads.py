@@ -15,7 +15,7 @@ from requests.adapters import HTTPAdapter
 from requests_futures.sessions import FuturesSession
 
 from downloader.config import Config
-from downloader.core import Action
+from downloader.core import Action, Request, proxy_for
 from downloader.dispatch import Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
@@ -66,8 +66,8 @@ def _session(config: Config) -> Iterator[FuturesSession]:
     adapter = HTTPAdapter(pool_connections=config.concurrency, pool_maxsize=config.concurrency, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.trust_env = False
-    session.max_redirects = 10
+    session.trust_env = False  # proxies and credentials come from Config, the same for both engines
+    session.verify = str(config.ca_bundle) if config.ca_bundle and config.verify else config.verify
     try:
         yield session
     finally:
@@ -106,22 +106,22 @@ def fetch(session: FuturesSession, job: Job, path: Path, config: Config, events:
 def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event) -> Result:
     transfer = Transfer(job, path, config)
     try:
-        for _ in range(2):  # a second request only after a RESTART
-            request = transfer.prepare()
+        request = transfer.prepare()
+        while True:  # one request per turn: a REDIRECT or a RESTART asks again
             with _mapped_errors(job.url, transfer.part):
-                with _get(session, request.url, request.headers, config) as response:
+                with _get(session, request, config) as response:
                     decision = transfer.judge(response.status_code, response.headers)
                     if transfer.fits_one_chunk:
                         return transfer.store(_read_whole(response, transfer, events))
                     transfer.begin()
-                    if decision.action is Action.RESTART:
-                        continue
                     if decision.action is Action.WRITE:
                         _receive(response, transfer, config, events, stop)
+            if decision.action in (Action.REDIRECT, Action.RESTART):
+                request = transfer.next_request()
+                continue
             return transfer.finish()
     finally:
         transfer.close()
-    raise TransferError(job.url, "the server twice answered with a range that cannot be used")
 
 
 def _read_whole(response: requests.Response, transfer: Transfer, events: Events) -> bytes:
@@ -153,11 +153,14 @@ def _receive(response: requests.Response, transfer: Transfer, config: Config, ev
                 raise Interrupted
 
 
-def _get(session: FuturesSession, url: str, headers: dict[str, str], config: Config) -> requests.Response:
+def _get(session: FuturesSession, request: Request, config: Config) -> requests.Response:
     # FuturesSession.request would queue the call on the executor we are running in;
     # the plain Session.request runs it here, in this worker, on the shared pool.
-    return requests.Session.request(session, "GET", url, headers=headers, stream=True,
-                                    timeout=(config.timeout, config.timeout), allow_redirects=True)
+    # Redirects are followed by core.follow_redirect, the same for both engines.
+    proxy = proxy_for(request.url, dict(config.proxies), config.no_proxy)
+    return requests.Session.request(session, "GET", request.url, headers=request.headers, stream=True,
+                                    timeout=(config.timeout, config.timeout), allow_redirects=False,
+                                    proxies={"http": proxy, "https": proxy} if proxy else None)
 
 
 @contextlib.contextmanager
