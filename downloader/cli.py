@@ -10,10 +10,12 @@ import argparse
 import contextlib
 import itertools
 import logging
+import netrc
 import os
 import signal
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -55,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed-time", type=_seconds, default=60.0, metavar="SECONDS",
                         help="how long a transfer may stay under --speed-limit (default 60)")
     parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
+    requests_ = parser.add_argument_group("requests")
+    requests_.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                           help="extra request header; may be repeated (not sent to other hosts after a redirect "
+                                "when it is Authorization or Cookie)")
+    requests_.add_argument("--user-agent", metavar="TEXT", help=f"User-Agent header (default downloader/{__version__})")
+    requests_.add_argument("--user", metavar="USER:PASSWORD", help="Basic credentials for each URL's own host")
+    requests_.add_argument("--netrc-file", metavar="FILE", help="credentials per host (default ~/.netrc when present)")
+    requests_.add_argument("--no-proxy", action="store_true", help="ignore HTTP_PROXY, HTTPS_PROXY and NO_PROXY")
+    requests_.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    requests_.add_argument("--ca-bundle", metavar="FILE", help="verify TLS certificates against the CAs in FILE")
+    requests_.add_argument("--max-redirects", type=_count, default=10, metavar="N", help="redirect hops allowed (default 10)")
+    requests_.add_argument("--max-filesize", type=_amount, metavar="BYTES",
+                           help="refuse bodies larger than this, announced or received (suffixes k, M, G)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
     parser.add_argument("--report", metavar="FILE", help="write a JSON report, one record per URL")
@@ -138,9 +153,58 @@ def _config(args: argparse.Namespace) -> Config:
         return Config(dest=dest, engine=args.engine, concurrency=args.concurrency, retries=args.retries,
                       timeout=args.timeout, max_wait=args.max_wait, resume=not args.no_resume,
                       speed_limit=args.speed_limit, speed_time=args.speed_time,
-                      progress=not args.quiet and sys.stderr.isatty())
+                      progress=not args.quiet and sys.stderr.isatty(), **_request_options(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _request_options(args: argparse.Namespace) -> dict[str, object]:
+    """Config fields for headers, credentials, proxies and TLS: the environment is read here only."""
+    options: dict[str, object] = {
+        "headers": tuple(_header(text) for text in args.header),
+        "user": _credentials(args.user) if args.user else None,
+        "netrc": _netrc(args.netrc_file),
+        "verify": not args.insecure,
+        "max_redirects": args.max_redirects,
+        "max_filesize": args.max_filesize,
+    }
+    if args.user_agent is not None:
+        options["user_agent"] = args.user_agent
+    if args.ca_bundle is not None:
+        if not os.path.isfile(args.ca_bundle):
+            raise UsageError(f"cannot read CA bundle {args.ca_bundle}")
+        options["ca_bundle"] = Path(args.ca_bundle)
+    if not args.no_proxy:
+        found = urllib.request.getproxies_environment()
+        options["proxies"] = tuple((k, v) for k, v in found.items() if k in ("http", "https", "all"))
+        options["no_proxy"] = found.get("no", "")
+    return options
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c in name for c in " \t\r\n") or any(c in value for c in "\r\n"):
+        raise UsageError(f"-H wants 'Name: value', got {text!r}")
+    return name, value.strip()
+
+
+def _credentials(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise UsageError("--user wants USER:PASSWORD")
+    return user, password
+
+
+def _netrc(name: str | None) -> tuple[tuple[str, str, str], ...]:
+    path = Path(name) if name else Path.home() / ".netrc"
+    if name is None and not path.is_file():
+        return ()
+    try:
+        parsed = netrc.netrc(str(path))
+    except (OSError, netrc.NetrcParseError) as exc:
+        raise UsageError(f"cannot read netrc file {path}: {exc}") from exc
+    return tuple((host, login or "", password or "") for host, (login, _, password) in parsed.hosts.items())
 
 
 def _entries(urls: list[str], lists: list[tuple[IO[bytes], str]]) -> Iterator[Entry]:
@@ -164,6 +228,23 @@ def _open_report(name: str | None) -> JsonReport | None:
         return JsonReport(open(name, "w", encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot write report {name}: {exc.strerror or exc}") from exc
+
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _amount(text: str) -> int:
+    """``'500k'`` -> 512000: bytes with an optional k, M, G or T suffix (powers of 1024)."""
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit.isdigit():
+        number, unit = text.strip(), ""
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"not an amount of bytes: {text!r} (use e.g. 500k, 20M)") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return int(value)
 
 
 def _positive_int(text: str) -> int:

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import random
 import re
+import ssl
 import sys
 import threading
 import zlib
@@ -150,6 +151,10 @@ class LogEntry:
     if_range: str | None
     status: int
     bytes_sent: int
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    """All request headers as received (names as sent)."""
+    target: str = ""
+    """The request target as sent: a path, or an absolute URL when we are used as a proxy."""
 
 
 class Server:
@@ -161,9 +166,11 @@ class Server:
             url = server.url("/bytes/1000/a.bin")
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, log_limit: int = 100_000) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, log_limit: int = 100_000,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.rules: dict[str, Rule] = {}
         self.counts: collections.Counter[str] = collections.Counter()
         """Requests received per path (counted when they arrive, unlike the log)."""
@@ -176,7 +183,8 @@ class Server:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` on this server."""
@@ -246,7 +254,8 @@ class Server:
         app.router.add_get("/bytes/{size:\\d+}/{name:.+}", self._handle_bytes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True,
+                           ssl_context=self.ssl_context)
         await site.start()
         sockets = site._server.sockets if site._server else []  # the real port when 0 was asked
         if sockets:
@@ -334,7 +343,8 @@ class Server:
 
     def _log(self, request: web.Request, status: int, sent: int) -> LogEntry:
         headers = request.headers
-        entry = LogEntry(request.method, request.path, headers.get("Range"), headers.get("If-Range"), status, sent)
+        entry = LogEntry(request.method, request.path, headers.get("Range"), headers.get("If-Range"), status, sent,
+                         dict(headers), request.raw_path if request.raw_path.startswith("/") else str(request.url))
         self.log.append(entry)
         return entry
 

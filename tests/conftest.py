@@ -13,6 +13,16 @@ from downloader.testing import Server
 ENGINES = ("asyncio", "threads")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_proxy_from_the_environment() -> Iterator[None]:
+    """Tests talk to 127.0.0.1 directly: proxy variables of the machine are removed for the session."""
+    import os
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    yield
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     """The deterministic test server on 127.0.0.1, shared by every test."""

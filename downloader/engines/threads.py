@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,6 +69,10 @@ def _session(config: Config) -> Iterator[FuturesSession]:
     session.mount("https://", adapter)
     session.trust_env = False  # proxies and credentials come from Config, the same for both engines
     session.verify = str(config.ca_bundle) if config.ca_bundle and config.verify else config.verify
+    if not config.verify:
+        # Asked for explicitly (--insecure): urllib3 would warn once per request.
+        # The filter is process-wide, as warnings filters are; the asyncio engine does not warn.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     try:
         yield session
     finally:
