@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import logging
 import netrc
@@ -16,18 +17,21 @@ import signal
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from downloader.api import Run
 from downloader.config import Config, __version__
-from downloader.report import JsonReport
+from downloader.jobs import Result
+from downloader.progress import Summary
+from downloader.report import FailedList, JsonReport
 from downloader.sources import Entry, read_list, read_urls
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -72,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="refuse bodies larger than this, announced or received (suffixes k, M, G)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
-    parser.add_argument("--report", metavar="FILE", help="write a JSON report, one record per URL")
+    parser.add_argument("--report", metavar="FILE", help="write a JSON Lines report: one object per URL, then a summary")
+    parser.add_argument("--failed", metavar="FILE", help="write the failed URLs in list format, to run again with -i")
     parser.add_argument("--version", action="version", version=f"downloader {__version__}")
     return parser
 
@@ -87,16 +92,37 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("no URLs: give URLs as arguments or a list with -i FILE")
             lists = [_open_list(name, files) for name in args.input_file]
             config = _config(args)
-            report = _open_report(args.report)
+            outputs = _Outputs(_open(args.report, "report", JsonReport, files),
+                               _open(args.failed, "failed list", FailedList, files))
         except UsageError as error:
             parser.print_usage(sys.stderr)
             print(f"downloader: error: {error}", file=sys.stderr)
             return EXIT_USAGE
-        return _run(config, _entries(args.urls, lists), report)
+        return _run(config, _entries(args.urls, lists), outputs)
 
 
-def _run(config: Config, entries: Iterator[Entry], report: JsonReport | None) -> int:
-    run = Run(config, on_result=report.add if report else None, stream=sys.stderr, list_failures=True)
+@dataclasses.dataclass
+class _Outputs:
+    """The files a run writes besides the downloads."""
+
+    report: JsonReport | None
+    failed: FailedList | None
+
+    def add(self, result: Result) -> None:
+        if self.report is not None:
+            self.report.add(result)
+        if self.failed is not None:
+            self.failed.add(result)
+
+    def close(self, summary: Summary) -> None:
+        if self.report is not None:
+            self.report.close(summary)
+        if self.failed is not None:
+            self.failed.close()
+
+
+def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs) -> int:
+    run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True)
     _terminate_like_ctrl_c()
     try:
         summary = run(entries)
@@ -104,19 +130,15 @@ def _run(config: Config, entries: Iterator[Entry], report: JsonReport | None) ->
         # A second Ctrl-C while the summary is written ends the process at once.
         signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
         summary = run.summary()
-        _finish(run, summary, report)
+        _finish(run, summary, outputs)
         _exit_now_if_workers_linger()
         return EXIT_INTERRUPTED
-    _finish(run, summary, report)
+    _finish(run, summary, outputs)
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
-def _finish(run: Run, summary: object, report: JsonReport | None) -> None:
-    from downloader.progress import Summary
-
-    assert isinstance(summary, Summary)
-    if report is not None:
-        report.close(summary)
+def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:
+    outputs.close(summary)
     print(summary.line(), file=sys.stderr)
     for line in run.failures():
         print(f"  {line}", file=sys.stderr)
@@ -221,13 +243,13 @@ def _open_list(name: str, files: contextlib.ExitStack) -> tuple[IO[bytes], str]:
         raise UsageError(f"cannot read list {name}: {exc.strerror or exc}") from exc
 
 
-def _open_report(name: str | None) -> JsonReport | None:
+def _open(name: str | None, what: str, kind: Callable[[IO[str]], T], files: contextlib.ExitStack) -> T | None:
     if name is None:
         return None
     try:
-        return JsonReport(open(name, "w", encoding="utf-8"))
+        return kind(files.enter_context(open(name, "w", encoding="utf-8")))
     except OSError as exc:
-        raise UsageError(f"cannot write report {name}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot write {what} {name}: {exc.strerror or exc}") from exc
 
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}

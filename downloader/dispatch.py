@@ -56,10 +56,11 @@ class _Claim:
     parked: list[Job] = field(default_factory=list)
 
 
-def failed_result(url: str, error: DownloadError | str, origin: str | None = None, path: Path | None = None) -> Result:
+def failed_result(url: str, error: DownloadError | str, origin: str | None = None, path: Path | None = None,
+                  job: Job | None = None) -> Result:
     """A ``failed`` result carrying the error's reason; ``skipped`` when another run has the part."""
     status = Status.SKIPPED if isinstance(error, PartBusy) else Status.FAILED
-    return Result(url, status, str(path) if path else None, error=str(error), origin=origin)
+    return Result(url, status, str(path) if path else None, error=str(error), origin=origin, job=job)
 
 
 class Dispatcher:
@@ -85,7 +86,7 @@ class Dispatcher:
             path = naming.output_path(entry, self._dest)
             present = storage.existing_result(entry, path)
         except DownloadError as error:
-            return self._settle_now(failed_result(entry.url, error, entry.origin))
+            return self._settle_now(failed_result(entry.url, error, entry.origin, job=entry))
         with self._lock:
             claim = self._claims.get(path)
             if claim is None and present is None:
@@ -97,7 +98,7 @@ class Dispatcher:
         if claim is not None:
             where = f" ({claim.origin})" if claim.origin else ""
             error = InvalidJob(entry.url, f"{path} is already being written by {claim.url}{where}; not overwriting it")
-            return self._settle_now(failed_result(entry.url, error, entry.origin, path))
+            return self._settle_now(failed_result(entry.url, error, entry.origin, path, entry))
         assert present is not None
         return self._settle_now(present)
 
@@ -118,5 +119,5 @@ class Dispatcher:
 def _duplicate_result(job: Job, first: Result) -> Result:
     where = f" ({first.origin})" if first.origin else ""
     if first.status is Status.FAILED:
-        return replace(first, origin=job.origin, received=0, error=f"{first.error} (same URL as{where or ' another line'})")
+        return replace(first, origin=job.origin, received=0, job=job, error=f"{first.error} (same URL as{where or ' another line'})")
     return replace(first, status=Status.SKIPPED, origin=job.origin, received=0, error=f"duplicate of{where or ' another line'}")

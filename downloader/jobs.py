@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Job", "Result", "Status"]
 
@@ -60,6 +60,8 @@ class Result:
     error: str | None = None
     origin: str | None = None
     final_url: str | None = None
+    job: Job | None = field(default=None, repr=False, compare=False)
+    """The job itself, when there was one (a malformed line has none): what --failed writes back."""
 
     @property
     def ok(self) -> bool:

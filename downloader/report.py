@@ -1,7 +1,15 @@
-"""The JSON report: one record per URL, written as results arrive, then the summary.
+"""Reports for automation: JSON Lines per URL with a closing summary, and the failed URLs as a list.
 
-The file is one JSON document, ``{"results": [...], "summary": {...}}``, streamed
-record by record so that a run over millions of URLs never holds them in memory.
+``--report FILE`` writes one JSON object per line, as results arrive (never held
+in memory)::
+
+    {"type": "result", "url": ..., "status": "downloaded", "path": ..., "size": ..., ...}
+    ...
+    {"type": "summary", "downloaded": 3, "skipped": 1, "failed": 1, ...}
+
+``--failed FILE`` writes the failed URLs in the list format (with their ``out=``,
+``sha256=`` and ``size=`` fields), ready to run again with ``-i FILE``; a
+malformed list line cannot be re-run and is written as a comment with its reason.
 """
 
 from __future__ import annotations
@@ -10,27 +18,58 @@ import json
 import threading
 from typing import IO
 
-from downloader.jobs import Result
+from downloader.jobs import Job, Result, Status
 from downloader.progress import Summary
 
-__all__ = ["JsonReport"]
+__all__ = ["FailedList", "JsonReport", "list_line"]
 
 
 class JsonReport:
-    """Writes results to ``stream`` as they come; :meth:`close` adds the summary."""
+    """Writes results to ``stream`` as JSON Lines as they come; :meth:`close` adds the summary line."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
         self._lock = threading.Lock()
-        self._count = 0
-        stream.write('{"results": [')
 
     def add(self, result: Result) -> None:
+        line = json.dumps({"type": "result", **result.to_json()})
         with self._lock:
-            self._stream.write(("\n  " if self._count == 0 else ",\n  ") + json.dumps(result.to_json()))
-            self._count += 1
+            self._stream.write(line + "\n")
 
     def close(self, summary: Summary) -> None:
         with self._lock:
-            self._stream.write('\n],\n"summary": ' + json.dumps(summary.to_json()) + "}\n")
+            self._stream.write(json.dumps({"type": "summary", **summary.to_json()}) + "\n")
             self._stream.close()
+
+
+class FailedList:
+    """Writes each failed job back in the list format, for ``-i`` on the next run."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        stream.write("# URLs that failed; run them again with: downloader -i THIS_FILE\n")
+
+    def add(self, result: Result) -> None:
+        if result.status is not Status.FAILED:
+            return
+        reason = " ".join(str(result.error).split())
+        line = list_line(result.job) if result.job else f"# {result.url}"
+        with self._lock:
+            self._stream.write(f"# {reason}\n{line}\n")
+
+    def close(self) -> None:
+        with self._lock:
+            self._stream.close()
+
+
+def list_line(job: Job) -> str:
+    """``job`` as one line of a URL list."""
+    fields = [job.url]
+    if job.out is not None:
+        fields.append(f"out={job.out}")
+    if job.sha256 is not None:
+        fields.append(f"sha256={job.sha256}")
+    if job.size is not None:
+        fields.append(f"size={job.size}")
+    return "   ".join(fields)

@@ -105,6 +105,28 @@ def test_destination_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pyt
     assert "destination" in err
 
 
+def test_failed_list_can_be_run_again(server: Server, engine: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--failed writes the failed jobs with their fields; once the server recovers, running that file fetches them."""
+    from downloader.testing import Rule
+
+    path = f"/bytes/500/cli-failed-{engine}.bin"
+    server.set_rule(path, Rule(status=503))
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{server.url(path)} out=sub/again.bin size=500\n{server.file_url(f'ok-{engine}.bin', 5)}\nftp://x/y\n")
+    failed = tmp_path / "failed.txt"
+    run_cli(["-i", str(listing), "-d", str(tmp_path / "out"), "-e", engine, "-q", "--retries", "0", "--failed", str(failed)], capsys)
+    server.rules.pop(path)
+
+    status, err = run_cli(["-i", str(failed), "-d", str(tmp_path / "out"), "-e", engine, "-q"], capsys)
+
+    assert 0 == status, err
+    assert "downloaded 1, skipped 0, failed 0" in err
+    assert f"{server.url(path)}   out=sub/again.bin   size=500" in failed.read_text()
+    assert "# ftp://x/y" in failed.read_text()
+    assert body(f"cli-failed-{engine}.bin", 500) == (tmp_path / "out/sub/again.bin").read_bytes()
+
+
 def test_json_report_has_a_record_per_url(server: Server, engine: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """--report writes valid JSON: one record per URL with its status, then the summary."""
@@ -116,13 +138,15 @@ def test_json_report_has_a_record_per_url(server: Server, engine: str, tmp_path:
 
     run_cli(["-i", str(listing), "-d", str(tmp_path / "out"), "-e", engine, "-q", "--report", str(report)], capsys)
 
-    data = json.loads(report.read_text())
-    by_url = {r["url"]: r for r in data["results"]}
-    assert {"downloaded", "failed"} == {r["status"] for r in data["results"]}
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    results, summary = [x for x in lines if x["type"] == "result"], lines[-1]
+    by_url = {r["url"]: r for r in results}
+    assert ["result"] * 3 + ["summary"] == [x["type"] for x in lines]
+    assert {"downloaded", "failed"} == {r["status"] for r in results}
     assert (64, body_sha256("cli-report.bin", 64)) == (by_url[good]["size"], by_url[good]["sha256"])
     assert "HTTP 404" in by_url[bad]["error"]
     assert f"{listing}:3" == by_url["ftp://x/y"]["origin"]
-    assert {"downloaded": 1, "skipped": 0, "failed": 2} == {k: data["summary"][k] for k in ("downloaded", "skipped", "failed")}
+    assert {"downloaded": 1, "skipped": 0, "failed": 2} == {k: summary[k] for k in ("downloaded", "skipped", "failed")}
 
 
 def test_second_run_reports_skipped(server: Server, engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

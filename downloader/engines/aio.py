@@ -86,10 +86,10 @@ async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, config:
     try:
         result = await fetch(session, job, path, config, events)
     except DownloadError as error:
-        result = failed_result(job.url, error, job.origin, path)
+        result = failed_result(job.url, error, job.origin, path, job)
     except Exception as error:  # a bug must not take the other transfers down with it
         log.exception("internal error while fetching %s", job.url)
-        result = failed_result(job.url, f"internal error: {error!r}", job.origin, path)
+        result = failed_result(job.url, f"internal error: {error!r}", job.origin, path, job)
     parked = dispatcher.settle(job, path, result)
     for _ in range(parked + 1):
         slots.release()
