@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
 
+from downloader import dryrun
 from downloader.api import Run
 from downloader.config import Config, __version__
 from downloader.jobs import Result
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
     parser.add_argument("--report", metavar="FILE", help="write a JSON Lines report: one object per URL, then a summary")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read the list and print what would be downloaded, resumed, skipped or refused; fetch nothing")
     parser.add_argument("--failed", metavar="FILE", help="write the failed URLs in list format, to run again with -i")
     parser.add_argument("--version", action="version", version=f"downloader {__version__}")
     return parser
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_usage(sys.stderr)
             print(f"downloader: error: {error}", file=sys.stderr)
             return EXIT_USAGE
+        if args.dry_run:
+            return _dry_run(config, _entries(args.urls, lists))
         return _run(config, _entries(args.urls, lists), outputs)
 
 
@@ -119,6 +124,19 @@ class _Outputs:
             self.report.close(summary)
         if self.failed is not None:
             self.failed.close()
+
+
+def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
+    """Print one line per entry and a total; exit 1 when some entry would fail."""
+    def printed() -> Iterator[dryrun.Planned]:
+        for item in dryrun.plan(entries, config):
+            print(item.line())
+            yield item
+
+    counts, known, unknown = dryrun.summarize(printed())
+    total = f"{known} bytes announced by size=" + (f", {unknown} of unknown size" if unknown else "")
+    print(", ".join(f"{action} {count}" for action, count in counts.items()) + f"; {total}")
+    return EXIT_FAILED if counts["fail"] else EXIT_OK
 
 
 def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from downloader.cli import main
+from downloader.core import ResumeState
 from downloader.testing import Server, body, body_sha256
 
 
@@ -236,3 +237,28 @@ def test_sigterm_stops_like_ctrl_c(server: Server, engine: str, tmp_path: Path) 
     assert b"interrupted 1" in err
     assert 500_000 == part.stat().st_size
     assert (tmp_path / (name + ".part.state")).exists()
+
+
+def test_dry_run_says_what_would_happen_and_fetches_nothing(server: Server, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--dry-run prints download/resume/skip/fail per line and the bytes announced, with no request sent."""
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "present.bin").write_bytes(b"x" * 10)
+    (dest / "half.bin.part").write_bytes(b"y" * 4)
+    half = server.url("/bytes/10/dry-half.bin")
+    (dest / "half.bin.part.state").write_text(ResumeState(half, '"e"', None, 10).dumps())
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{server.url('/bytes/99/dry-new.bin')} size=99\n{server.url('/bytes/10/x')} out=present.bin\n"
+                       f"{half} out=half.bin size=10\nftp://nope/x\n")
+    before = len(server.log)
+
+    status = main(["-i", str(listing), "-d", str(dest), "--dry-run"])
+
+    out = capsys.readouterr().out.splitlines()
+    assert 1 == status
+    assert before == len(server.log)
+    assert [line.split()[0] for line in out[:-1]] == ["download", "skip", "resume", "fail"]
+    assert "resume 1, skip 1, fail 1" in out[-1] and "download 1" in out[-1]
+    assert "109 bytes announced by size=" in out[-1]
+    assert ["half.bin.part", "half.bin.part.state", "present.bin"] == sorted(p.name for p in dest.iterdir())
