@@ -32,11 +32,13 @@ __all__ = [
     "REDIRECT_STATUSES",
     "Request",
     "RequestOptions",
+    "Validators",
     "ResumeState",
     "check_complete",
     "follow_redirect",
     "judge",
     "parse_content_range",
+    "parse_http_date",
     "parse_retry_after",
     "plan_request",
     "proxy_for",
@@ -128,11 +130,27 @@ class Request:
     """URLs visited before this one in the current chain of redirects."""
 
 
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What we know of a file we already have, for a conditional request (--sync)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
 def plan_request(url: str, *, have: int, state: ResumeState | None, user_agent: str = "downloader",
-                 options: RequestOptions | None = None) -> Request:
-    """The request for ``url`` when ``have`` bytes of it are in the part, described by ``state``."""
+                 options: RequestOptions | None = None, current: Validators | None = None) -> Request:
+    """The request for ``url`` when ``have`` bytes of it are in the part, described by ``state``;
+    ``current`` describes the complete file already there, to be refreshed only if it changed."""
     headers = request_headers(url, origin=url, options=options or RequestOptions(user_agent))
     if have <= 0 or state is None:
+        if current is not None:
+            # RFC 9110 §13.1.2-3: 304 when unchanged; a server that knows ETags
+            # prefers If-None-Match and ignores If-Modified-Since.
+            if current.etag:
+                headers["If-None-Match"] = current.etag
+            if current.last_modified:
+                headers["If-Modified-Since"] = current.last_modified
         return Request(url, headers, 0, url)
     headers["Range"] = f"bytes={have}-"
     if state.validator:
@@ -213,6 +231,8 @@ def proxy_for(url: str, proxies: Mapping[str, str], no_proxy: str) -> str | None
 
 
 class Action(enum.Enum):
+    UNCHANGED = "unchanged"
+    """304 to a conditional request: the file we have is current; nothing to write."""
     REDIRECT = "redirect"
     """Ask again, at the URL the redirect gives (the part is not touched)."""
     WRITE = "write"
@@ -255,6 +275,8 @@ def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job
         decision = _judge_partial(request, headers, state)
     elif status == 416:
         decision = _judge_unsatisfiable(request, headers, state)
+    elif status == 304 and ("If-None-Match" in request.headers or "If-Modified-Since" in request.headers):
+        return Decision(Action.UNCHANGED)  # RFC 9110 §15.4.5
     else:
         raise _status_error(job.url, status, headers)
     if decision.total is not None and job.size is not None and decision.total != job.size:
@@ -345,6 +367,19 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     if last < first or (size is not None and last >= size):
         return None
     return first, last, size
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """Seconds since the epoch from an HTTP-date (RFC 9110 §5.6.7), or None."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

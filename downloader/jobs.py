@@ -32,6 +32,8 @@ class Status(enum.StrEnum):
 
     DOWNLOADED = "downloaded"
     SKIPPED = "skipped"
+    UNCHANGED = "unchanged"
+    """--sync: the server said the file we have is current (304)."""
     FAILED = "failed"
 
 
@@ -60,6 +62,8 @@ class Result:
     error: str | None = None
     origin: str | None = None
     final_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
     job: Job | None = field(default=None, repr=False, compare=False)
     """The job itself, when there was one (a malformed line has none): what --failed writes back."""
 
@@ -80,4 +84,6 @@ class Result:
             "error": self.error,
             "origin": self.origin,
             "final_url": self.final_url,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
         }

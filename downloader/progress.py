@@ -44,6 +44,7 @@ class Summary:
     interrupted: int
     received: int
     elapsed: float
+    unchanged: int = 0
 
     @property
     def ok(self) -> bool:
@@ -52,6 +53,8 @@ class Summary:
     def line(self) -> str:
         """The one summary line printed at the end of every run."""
         counts = f"downloaded {self.downloaded}, skipped {self.skipped}, failed {self.failed}"
+        if self.unchanged:
+            counts += f", unchanged {self.unchanged}"
         if self.interrupted:
             counts += f", interrupted {self.interrupted}"
         rate = self.received / self.elapsed if self.elapsed > 0 else 0.0
@@ -63,6 +66,7 @@ class Summary:
             "skipped": self.skipped,
             "failed": self.failed,
             "interrupted": self.interrupted,
+            "unchanged": self.unchanged,
             "bytes": self.received,
             "elapsed": round(self.elapsed, 3),
         }
@@ -127,7 +131,7 @@ class Progress:
             counts = dict(self._counts)
             received = self._received
         return Summary(counts[Status.DOWNLOADED], counts[Status.SKIPPED], counts[Status.FAILED],
-                       interrupted, received, time.monotonic() - self._started)
+                       interrupted, received, time.monotonic() - self._started, counts[Status.UNCHANGED])
 
     def failures(self) -> Iterator[str]:
         """Each failure as ``URL: reason``, in the order they happened."""
@@ -155,7 +159,7 @@ class Progress:
         assert self._bar is not None
         with self._lock:
             received, expected, seen = self._received, self._expected, self._seen
-            done = self._counts[Status.DOWNLOADED] + self._counts[Status.SKIPPED] + self._counts[Status.FAILED]
+            done = sum(self._counts.values())
             failed = self._counts[Status.FAILED]
         bar = self._bar
         if expected and expected >= received:

@@ -89,8 +89,10 @@ class Transfer:
     :meth:`close` always, last.
     """
 
-    def __init__(self, job: Job, path: Path, config: Config) -> None:
+    def __init__(self, job: Job, path: Path, config: Config, *, current: core.Validators | None = None) -> None:
         self.job = job
+        self.current = current
+        """Validators of the complete file already at ``path`` (--sync), for a conditional request."""
         self.path = path
         self.part = path.with_name(path.name + PART_SUFFIX)
         self.state_file = path.with_name(path.name + STATE_SUFFIX)
@@ -106,6 +108,7 @@ class Transfer:
         self._state_on_disk = False
         self._finished = False
         self._hasher = hashlib.sha256() if job.sha256 else None
+        self._validators = core.Validators()
         self._meter: core.LowSpeedMeter | None = None
 
     @property
@@ -140,7 +143,8 @@ class Transfer:
         if self._have and self.state is None:
             log.info("%s: restarting %s (no usable resume state)", self.job.url, self.part)
         have = self._have if self.state else 0
-        self.request = core.plan_request(self.job.url, have=have, state=self.state, options=request_options(self.config))
+        self.request = core.plan_request(self.job.url, have=have, state=self.state, options=request_options(self.config),
+                                         current=self.current)
         return self.request
 
     def next_request(self) -> Request:
@@ -167,6 +171,7 @@ class Transfer:
             return self.decision
         decision = core.judge(self.request, status, headers, job=self.job, state=self.state,  # type: ignore[arg-type]
                               max_filesize=self.config.max_filesize)
+        self._validators = core.Validators(headers.get("ETag"), headers.get("Last-Modified"))  # type: ignore[attr-defined]
         self.decision = decision
         if decision.reason:
             log.info("%s: %s", self.job.url, decision.reason)
@@ -182,7 +187,7 @@ class Transfer:
     def _ready(self, *, save_state: bool) -> None:
         decision = self.decision
         assert decision is not None and self.fd is not None
-        if decision.action is Action.REDIRECT:
+        if decision.action in (Action.REDIRECT, Action.UNCHANGED):
             return
         try:
             if decision.action is Action.RESTART:
@@ -238,6 +243,8 @@ class Transfer:
     def finish(self) -> Result:
         """Check the part and give it its final name; the result of the job."""
         assert self.decision is not None
+        if self.decision.action is Action.UNCHANGED:
+            return self._unchanged()
         size = self.decision.offset + self.received
         digest = self._hasher.hexdigest() if self._hasher else None
         try:
@@ -251,9 +258,29 @@ class Transfer:
             self.state_file.unlink(missing_ok=True)  # also one left by a run that resumed nothing
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path) from exc
+        self._stamp()
         final_url = self.request.url if self.request else None
         return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None,
-                      self.job.origin, final_url)
+                      self.job.origin, final_url, self._validators.etag, self._validators.last_modified)
+
+    def _unchanged(self) -> Result:
+        try:
+            size = self.path.stat().st_size
+        except OSError as exc:
+            raise local_error(self.job.url, exc, self.path) from exc
+        current = self.current or core.Validators()
+        return Result(self.job.url, Status.UNCHANGED, str(self.path), size, 0, None, None, self.job.origin,
+                      self.request.url if self.request else None, current.etag, current.last_modified)
+
+    def _stamp(self) -> None:
+        """Give the file the server's Last-Modified as its mtime (like wget -N, curl -R), so a later
+        --sync without a manifest can ask If-Modified-Since from the file itself."""
+        when = core.parse_http_date(self._validators.last_modified)
+        if when is not None:
+            try:
+                os.utime(self.path, (when, when))
+            except OSError:
+                pass  # the file is complete; a wrong mtime only costs a later re-download
 
     def discard(self) -> None:
         """Empty the part (kept, and locked, until :meth:`close`) and remove its state."""
