@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed-time", type=_seconds, default=60.0, metavar="SECONDS",
                         help="how long a transfer may stay under --speed-limit (default 60)")
     parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
+    mirror = parser.add_argument_group("naming and mirroring")
+    mirror.add_argument("--layout", choices=("flat", "mirror"), default="flat",
+                        help="flat: files in DIR; mirror: DIR/host[:port]/path like wget -x (default flat)")
+    mirror.add_argument("--content-disposition", action="store_true",
+                        help="name files as the server's Content-Disposition says (out= still wins)")
+    mirror.add_argument("--sync", action="store_true",
+                        help="re-check files already present: 304 keeps them (unchanged), 200 replaces them")
     requests_ = parser.add_argument_group("requests")
     requests_.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                            help="extra request header; may be repeated (not sent to other hosts after a redirect "
@@ -207,6 +214,9 @@ def _request_options(args: argparse.Namespace) -> dict[str, object]:
         "verify": not args.insecure,
         "max_redirects": args.max_redirects,
         "max_filesize": args.max_filesize,
+        "layout": args.layout,
+        "content_disposition": args.content_disposition,
+        "sync": args.sync,
     }
     if args.user_agent is not None:
         options["user_agent"] = args.user_agent

@@ -71,9 +71,16 @@ class Config:
     """Redirect hops allowed per request."""
     max_filesize: int | None = None
     """Refuse bodies larger than this many bytes, announced or received."""
+    layout: Literal["flat", "mirror"] = "flat"
+    """flat: names in the destination; mirror: ``host[:port]/path`` under it, like wget -x."""
+    content_disposition: bool = False
+    """Name files after the server's Content-Disposition when it gives one (out= still wins)."""
+    sync: bool = False
+    """Re-check files already present with a conditional request: 304 keeps them, 200 replaces them."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dest", Path(self.dest))
+        _require(self.layout in ("flat", "mirror"), f"layout must be 'flat' or 'mirror', not {self.layout!r}")
         if self.engine not in ("asyncio", "threads"):
             raise ValueError(f"engine must be 'asyncio' or 'threads', not {self.engine!r}")
         _require(self.concurrency >= 1, f"concurrency must be at least 1, not {self.concurrency}")

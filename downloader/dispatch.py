@@ -23,6 +23,7 @@ from pathlib import Path
 
 from downloader import naming, storage
 from downloader.config import Config
+from downloader.core import Validators
 from downloader.errors import DownloadError, InvalidJob, PartBusy
 from downloader.jobs import Job, Result, Status
 from downloader.progress import Events
@@ -47,6 +48,8 @@ class Admission:
     verdict: Verdict
     job: Job | None = None
     path: Path | None = None
+    current: Validators | None = None
+    """--sync: what we know of the file already at ``path``, for a conditional request."""
 
 
 @dataclass(slots=True)
@@ -67,6 +70,7 @@ class Dispatcher:
     """Decides, for each entry, whether an engine should fetch it. Thread-safe."""
 
     def __init__(self, config: Config, events: Events) -> None:
+        self._config = config
         self._dest = config.dest
         self._events = events
         self._claims: dict[Path, _Claim] = {}
@@ -83,15 +87,17 @@ class Dispatcher:
         if isinstance(entry, InvalidJob):
             return self._settle_now(failed_result(entry.url, entry, entry.origin))
         try:
-            path = naming.output_path(entry, self._dest)
+            path = naming.output_path(entry, self._dest, layout=self._config.layout)
+            naming.check_inside(self._dest, path, job=entry)
             present = storage.existing_result(entry, path)
         except DownloadError as error:
             return self._settle_now(failed_result(entry.url, error, entry.origin, job=entry))
+        current = storage.current_validators(path) if present is not None and self._config.sync else None
         with self._lock:
             claim = self._claims.get(path)
-            if claim is None and present is None:
+            if claim is None and (present is None or current is not None):
                 self._claims[path] = _Claim(entry.url, entry.origin)
-                return Admission(Verdict.START, entry, path)
+                return Admission(Verdict.START, entry, path, current)
             if claim is not None and claim.url == entry.url:
                 claim.parked.append(entry)
                 return Admission(Verdict.PARKED)

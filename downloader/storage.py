@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 try:
@@ -32,14 +33,14 @@ try:
 except ImportError:  # not POSIX: no locking between runs
     fcntl = None  # type: ignore[assignment]
 
-from downloader import core
+from downloader import core, naming
 from downloader.config import Config
 from downloader.core import Action, Decision, Request, ResumeState
 from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy, Refused, StallTimeout, TransferError
 from downloader.jobs import Job, Result, Status
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 
-__all__ = ["SMALL_BODY", "Transfer", "existing_result", "local_error", "request_options"]
+__all__ = ["SMALL_BODY", "Transfer", "current_validators", "existing_result", "local_error", "request_options"]
 
 log = logging.getLogger(__name__)
 _PRIME_BLOCK = 1 << 20
@@ -71,6 +72,12 @@ def request_options(config: Config) -> core.RequestOptions:
     """The request options of a run (built once per Config: the netrc table may be long)."""
     netrc = {host: (login, password) for host, login, password in config.netrc}
     return core.RequestOptions(config.user_agent, config.headers, config.user, netrc)
+
+
+def current_validators(path: Path) -> core.Validators:
+    """What the file at ``path`` tells of its version: its mtime, as an HTTP-date (set from
+    Last-Modified when we downloaded it), for If-Modified-Since."""
+    return core.Validators(None, formatdate(path.stat().st_mtime, usegmt=True))
 
 
 def local_error(url: str, exc: OSError, path: Path | str | None = None) -> LocalIOError:
@@ -109,6 +116,7 @@ class Transfer:
         self._finished = False
         self._hasher = hashlib.sha256() if job.sha256 else None
         self._validators = core.Validators()
+        self._disposition: str | None = None
         self._meter: core.LowSpeedMeter | None = None
 
     @property
@@ -172,6 +180,8 @@ class Transfer:
         decision = core.judge(self.request, status, headers, job=self.job, state=self.state,  # type: ignore[arg-type]
                               max_filesize=self.config.max_filesize)
         self._validators = core.Validators(headers.get("ETag"), headers.get("Last-Modified"))  # type: ignore[attr-defined]
+        if self.config.content_disposition and self.job.out is None:
+            self._disposition = naming.name_from_disposition(headers.get("Content-Disposition"))  # type: ignore[attr-defined]
         self.decision = decision
         if decision.reason:
             log.info("%s: %s", self.job.url, decision.reason)
@@ -253,7 +263,10 @@ class Transfer:
             self.discard()  # a whole but wrong body cannot be resumed
             raise
         try:
-            os.replace(self.part, self.path)
+            if self._disposition and self._disposition != self.path.name:
+                self.path = self._place_without_clobber(self.path.with_name(self._disposition))
+            else:
+                os.replace(self.part, self.path)
             self._finished = True
             self.state_file.unlink(missing_ok=True)  # also one left by a run that resumed nothing
         except OSError as exc:
@@ -262,6 +275,22 @@ class Transfer:
         final_url = self.request.url if self.request else None
         return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None,
                       self.job.origin, final_url, self._validators.etag, self._validators.last_modified)
+
+    def _place_without_clobber(self, wanted: Path) -> Path:
+        """Give the part a name the server chose, never replacing a file already there.
+
+        ``os.link`` fails if the name exists, so two transfers that are told the same
+        name cannot overwrite each other; the second one takes the collision name.
+        """
+        for candidate in (wanted, naming.collision_path(wanted, self.job.url)):
+            naming.check_inside(self.config.dest, candidate, job=self.job)
+            try:
+                os.link(self.part, candidate)
+            except FileExistsError:
+                continue
+            os.unlink(self.part)
+            return candidate
+        raise InvalidJob(self.job.url, f"{wanted} and its collision name are both taken; the body stays in {self.part}")
 
     def _unchanged(self) -> Result:
         try:
@@ -312,7 +341,9 @@ class Transfer:
     def _open_part(self) -> None:
         if self.fd is not None:
             return
-        fd = os.open(self.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        # O_NOFOLLOW: a symlink planted at NAME.part is refused, never written through.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.part, flags, 0o644)
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

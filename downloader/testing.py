@@ -31,7 +31,7 @@ import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 
 from aiohttp import web
 
@@ -115,6 +115,10 @@ class Rule:
     """Announce a Content-Length this many bytes off the body really sent."""
     range_shift: int = 0
     """Answer a Range request with a 206 starting this many bytes later than asked."""
+    version: int = 0
+    """Serve this version of the file (see :func:`version_name`): change it to change the file."""
+    disposition: str | None = None
+    """Value of a Content-Disposition header to send with the file."""
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> Rule:
@@ -129,7 +133,7 @@ class Rule:
                 kwargs[field.name] = raw.lower() in ("1", "true", "yes", "on")
             elif isinstance(default, float) or field.name == "rate":
                 kwargs[field.name] = float(raw)
-            elif isinstance(default, int) or field.name in ("stall_after", "drop_after"):
+            elif (isinstance(default, int) and not isinstance(default, bool)) or field.name in ("stall_after", "drop_after"):
                 kwargs[field.name] = int(raw)
             else:
                 kwargs[field.name] = raw
@@ -289,7 +293,7 @@ class Server:
                 headers["Content-Range"] = f"bytes */{size}"
             text = f"status {rule.status} for {request.path}\n"
             return self._logged(request, web.Response(status=rule.status, text=text, headers=headers), len(text))
-        version = number - 1 if rule.mutate else 0
+        version = number - 1 if rule.mutate else rule.version
         return await self._send_file(request, name, size, rule if faulty else _harmless(rule), version)
 
     async def _send_file(self, request: web.Request, name: str, size: int, rule: Rule, version: int) -> web.StreamResponse:
@@ -300,6 +304,10 @@ class Server:
             headers["ETag"] = etag
         if rule.ranges:
             headers["Accept-Ranges"] = "bytes"
+        if rule.disposition:
+            headers["Content-Disposition"] = rule.disposition
+        if _not_modified(request, etag if rule.etag else None, headers["Last-Modified"]):
+            return self._logged(request, web.Response(status=304, headers=headers), 0)
         span = _requested_span(request, size, rule, etag, headers["Last-Modified"]) if rule.ranges else None
         if span == "unsatisfiable":
             headers["Content-Range"] = f"bytes */{size}"
@@ -347,6 +355,20 @@ class Server:
                          dict(headers), request.raw_path if request.raw_path.startswith("/") else str(request.url))
         self.log.append(entry)
         return entry
+
+
+def _not_modified(request: web.Request, etag: str | None, last_modified: str) -> bool:
+    """RFC 9110 §13.1.2-3: If-None-Match decides when present, else If-Modified-Since."""
+    none_match = request.headers.get("If-None-Match")
+    if none_match is not None:
+        return etag is not None and (none_match.strip() == "*" or etag in [t.strip() for t in none_match.split(",")])
+    since = request.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        return parsedate_to_datetime(since) >= parsedate_to_datetime(last_modified)
+    except (TypeError, ValueError):
+        return False
 
 
 def _harmless(rule: Rule) -> Rule:

@@ -14,7 +14,7 @@ import aiofiles
 import aiohttp
 
 from downloader.config import Config
-from downloader.core import Action, Request, proxy_for
+from downloader.core import Action, Request, Validators, proxy_for
 from downloader.dispatch import Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
@@ -45,8 +45,8 @@ async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatc
                 slots.release()
             elif admission.verdict is Verdict.START:
                 assert admission.job is not None and admission.path is not None
-                job, path = admission.job, admission.path
-                tasks.create_task(_run_one(session, job, path, config, events, dispatcher, slots))
+                job, path, current = admission.job, admission.path, admission.current
+                tasks.create_task(_run_one(session, job, path, current, config, events, dispatcher, slots))
 
 
 async def _read(entries: Iterator[Entry]) -> AsyncIterator[Entry]:
@@ -81,10 +81,11 @@ def _tls(config: Config) -> ssl.SSLContext | bool:
     return True
 
 
-async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events,
+async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, current: Validators | None, config: Config,
+                   events: Events,
                    dispatcher: Dispatcher, slots: asyncio.Semaphore) -> None:
     try:
-        result = await fetch(session, job, path, config, events)
+        result = await fetch(session, job, path, config, events, current=current)
     except DownloadError as error:
         result = failed_result(job.url, error, job.origin, path, job)
     except Exception as error:  # a bug must not take the other transfers down with it
@@ -95,20 +96,22 @@ async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, config:
         slots.release()
 
 
-async def fetch(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events) -> Result:
+async def fetch(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events, *,
+                current: Validators | None = None) -> Result:
     """Download ``job`` to ``path``, retrying as the policy allows. Raises DownloadError."""
     retry = RetryState.from_config(config)
     while True:
         try:
-            return await _attempt(session, job, path, config, events)
+            return await _attempt(session, job, path, config, events, current)
         except DownloadError as error:
             retry = retry.increment(error)
             log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
             await asyncio.sleep(retry.delay)
 
 
-async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events) -> Result:
-    transfer = Transfer(job, path, config)
+async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events,
+                   current: Validators | None) -> Result:
+    transfer = Transfer(job, path, config, current=current)
     try:
         request = await asyncio.to_thread(transfer.prepare)
         while True:  # one request per turn: a REDIRECT or a RESTART asks again

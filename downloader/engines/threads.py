@@ -16,7 +16,7 @@ from requests.adapters import HTTPAdapter
 from requests_futures.sessions import FuturesSession
 
 from downloader.config import Config
-from downloader.core import Action, Request, proxy_for
+from downloader.core import Action, Request, Validators, proxy_for
 from downloader.dispatch import Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
@@ -49,8 +49,8 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
                     slots.release()
                 elif admission.verdict is Verdict.START:
                     assert admission.job is not None and admission.path is not None
-                    job, path = admission.job, admission.path
-                    session.executor.submit(_run_one, session, job, path, config, events, dispatcher, slots, stop)
+                    job, path, current = admission.job, admission.path, admission.current
+                    session.executor.submit(_run_one, session, job, path, current, config, events, dispatcher, slots, stop)
             session.executor.shutdown(wait=True)
         except BaseException:
             stop.set()
@@ -79,10 +79,10 @@ def _session(config: Config) -> Iterator[FuturesSession]:
         session.close()
 
 
-def _run_one(session: FuturesSession, job: Job, path: Path, config: Config, events: Events,
+def _run_one(session: FuturesSession, job: Job, path: Path, current: Validators | None, config: Config, events: Events,
              dispatcher: Dispatcher, slots: threading.BoundedSemaphore, stop: threading.Event) -> None:
     try:
-        result = fetch(session, job, path, config, events, stop)
+        result = fetch(session, job, path, config, events, stop, current=current)
     except DownloadError as error:
         result = failed_result(job.url, error, job.origin, path, job)
     except Interrupted:
@@ -95,12 +95,13 @@ def _run_one(session: FuturesSession, job: Job, path: Path, config: Config, even
         slots.release()
 
 
-def fetch(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event) -> Result:
+def fetch(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event, *,
+          current: Validators | None = None) -> Result:
     """Download ``job`` to ``path``, retrying as the policy allows. Raises DownloadError."""
     retry = RetryState.from_config(config)
     while True:
         try:
-            return _attempt(session, job, path, config, events, stop)
+            return _attempt(session, job, path, config, events, stop, current)
         except DownloadError as error:
             retry = retry.increment(error)
             log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
@@ -108,8 +109,9 @@ def fetch(session: FuturesSession, job: Job, path: Path, config: Config, events:
                 raise Interrupted from None
 
 
-def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event) -> Result:
-    transfer = Transfer(job, path, config)
+def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event,
+             current: Validators | None) -> Result:
+    transfer = Transfer(job, path, config, current=current)
     try:
         request = transfer.prepare()
         while True:  # one request per turn: a REDIRECT or a RESTART asks again
