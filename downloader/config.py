@@ -75,6 +75,10 @@ class Config:
     """flat: names in the destination; mirror: ``host[:port]/path`` under it, like wget -x."""
     content_disposition: bool = False
     """Name files after the server's Content-Disposition when it gives one (out= still wins)."""
+    per_host: int | None = None
+    """Simultaneous connections to one host (host:port); None means as many as ``concurrency``."""
+    limit_rate: int | None = None
+    """Total bandwidth of the run in bytes per second; None means no limit."""
     sync: bool = False
     """Re-check files already present with a conditional request: 304 keeps them, 200 replaces them."""
 
@@ -91,6 +95,8 @@ class Config:
         _require(self.chunk_size >= 1024, f"chunk_size must be at least 1024 bytes, not {self.chunk_size}")
         _require(self.backoff_base >= 0, f"backoff_base must not be negative, not {self.backoff_base}")
         _require(self.backoff_cap >= 0, f"backoff_cap must not be negative, not {self.backoff_cap}")
+        _require(self.per_host is None or self.per_host >= 1, f"per_host must be at least 1, not {self.per_host}")
+        _require(self.limit_rate is None or self.limit_rate >= 1, f"limit_rate must be at least 1, not {self.limit_rate}")
         _require(self.max_redirects >= 0, f"max_redirects must not be negative, not {self.max_redirects}")
         _require(self.max_filesize is None or self.max_filesize >= 0, f"max_filesize must not be negative, not {self.max_filesize}")
         _require(self.max_wait >= 0, f"max_wait must not be negative, not {self.max_wait}")

@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, get_args
@@ -51,7 +51,9 @@ __all__ = [
     "ThreadPoliteness",
     "TokenBucket",
     "host_key",
+    "note_response",
     "outcome_for_status",
+    "pause_settings",
     "parse_rate",
 ]
 
@@ -560,3 +562,17 @@ class ThreadPoliteness:
             ticket.ready.notify()
         self._queues.pop(host, None)
         return math.inf
+
+
+def note_response(slot: HostSlot, status: int, headers: Mapping[str, str]) -> None:
+    """Tell the host's slot about an answer: 429 and 503 slow the host down (until Retry-After)."""
+    if status in THROTTLING_STATUSES:
+        from downloader.core import parse_retry_after
+
+        slot.outcome("throttled", retry_after=parse_retry_after(headers.get("Retry-After")))
+
+
+def pause_settings(backoff_base: float, max_wait: float) -> dict[str, float]:
+    """How long a host that answered 429/503 is left alone: its Retry-After up to ``max_wait``,
+    else twice the first retry's backoff (so the retry itself is not held back much longer)."""
+    return {"pause": 2 * backoff_base, "max_pause": max_wait}

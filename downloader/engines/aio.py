@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import ssl
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiofiles
@@ -15,9 +16,10 @@ import aiohttp
 
 from downloader.config import Config
 from downloader.core import Action, Request, Validators, proxy_for
-from downloader.dispatch import Dispatcher, Verdict, failed_result
+from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
+from downloader.politeness import AsyncPoliteness, host_key, note_response, pause_settings
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
@@ -34,19 +36,29 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     asyncio.run(_run(entries, config, events, dispatcher))
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every transfer of the run shares."""
+
+    session: aiohttp.ClientSession
+    config: Config
+    events: Events
+    politeness: AsyncPoliteness
+
+
 async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
     # One slot per transfer; a parked duplicate keeps the slot it was admitted with.
     slots = asyncio.Semaphore(config.concurrency)
+    politeness = AsyncPoliteness(config.per_host or config.concurrency, config.limit_rate, **pause_settings(config.backoff_base, config.max_wait))
     async with _session(config) as session, asyncio.TaskGroup() as tasks:
+        context = _Context(session, config, events, politeness)
         async for entry in _read(entries):
             await slots.acquire()
             admission = dispatcher.admit(entry)
             if admission.verdict is Verdict.SETTLED:
                 slots.release()
             elif admission.verdict is Verdict.START:
-                assert admission.job is not None and admission.path is not None
-                job, path, current = admission.job, admission.path, admission.current
-                tasks.create_task(_run_one(session, job, path, current, config, events, dispatcher, slots))
+                tasks.create_task(_run_one(context, admission, dispatcher, slots))
 
 
 async def _read(entries: Iterator[Entry]) -> AsyncIterator[Entry]:
@@ -81,11 +93,11 @@ def _tls(config: Config) -> ssl.SSLContext | bool:
     return True
 
 
-async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, current: Validators | None, config: Config,
-                   events: Events,
-                   dispatcher: Dispatcher, slots: asyncio.Semaphore) -> None:
+async def _run_one(context: _Context, admission: Admission, dispatcher: Dispatcher, slots: asyncio.Semaphore) -> None:
+    job, path = admission.job, admission.path
+    assert job is not None and path is not None
     try:
-        result = await fetch(session, job, path, config, events, current=current)
+        result = await fetch(context, job, path, current=admission.current)
     except DownloadError as error:
         result = failed_result(job.url, error, job.origin, path, job)
     except Exception as error:  # a bug must not take the other transfers down with it
@@ -96,33 +108,33 @@ async def _run_one(session: aiohttp.ClientSession, job: Job, path: Path, current
         slots.release()
 
 
-async def fetch(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events, *,
-                current: Validators | None = None) -> Result:
+async def fetch(context: _Context, job: Job, path: Path, *, current: Validators | None = None) -> Result:
     """Download ``job`` to ``path``, retrying as the policy allows. Raises DownloadError."""
-    retry = RetryState.from_config(config)
+    retry = RetryState.from_config(context.config)
     while True:
         try:
-            return await _attempt(session, job, path, config, events, current)
+            return await _attempt(context, job, path, current)
         except DownloadError as error:
             retry = retry.increment(error)
             log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
             await asyncio.sleep(retry.delay)
 
 
-async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config: Config, events: Events,
-                   current: Validators | None) -> Result:
-    transfer = Transfer(job, path, config, current=current)
+async def _attempt(context: _Context, job: Job, path: Path, current: Validators | None) -> Result:
+    transfer = Transfer(job, path, context.config, current=current)
     try:
         request = await asyncio.to_thread(transfer.prepare)
         while True:  # one request per turn: a REDIRECT or a RESTART asks again
             with _mapped_errors(job.url, transfer.part):
-                async with _get(session, request, config) as response:
+                async with context.politeness.host(host_key(request.url)) as slot, \
+                        _get(context.session, request, context.config) as response:
+                    note_response(slot, response.status, response.headers)
                     decision = transfer.judge(response.status, response.headers)
                     if transfer.fits_one_chunk:
-                        return await asyncio.to_thread(transfer.store, await _read_whole(response, transfer, events))
+                        return await asyncio.to_thread(transfer.store, await _read_whole(response, transfer, context))
                     await asyncio.to_thread(transfer.begin)
                     if decision.action is Action.WRITE:
-                        await _receive(response, transfer, config, events)
+                        await _receive(response, transfer, context)
             if decision.action in (Action.REDIRECT, Action.RESTART):
                 request = await asyncio.to_thread(transfer.next_request)
                 continue
@@ -131,36 +143,38 @@ async def _attempt(session: aiohttp.ClientSession, job: Job, path: Path, config:
         transfer.close()
 
 
-async def _read_whole(response: aiohttp.ClientResponse, transfer: Transfer, events: Events) -> bytes:
+async def _read_whole(response: aiohttp.ClientResponse, transfer: Transfer, context: _Context) -> bytes:
     """A small body, kept in memory (it fits in one chunk) and fed as its pieces arrive."""
     assert transfer.decision is not None and transfer.decision.total is not None
-    events.bytes_expected(transfer.decision.total)
+    context.events.bytes_expected(transfer.decision.total)
     pieces = []
     async for piece in response.content.iter_chunked(transfer.decision.total or 1):
         transfer.feed(piece)
-        events.bytes_received(len(piece))
+        context.events.bytes_received(len(piece))
+        await context.politeness.spend(len(piece))
         pieces.append(piece)
     return b"".join(pieces)
 
 
-async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, config: Config, events: Events) -> None:
+async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, context: _Context) -> None:
     assert transfer.decision is not None and transfer.fd is not None
     if transfer.decision.total is not None:
-        events.bytes_expected(transfer.decision.total - transfer.decision.offset)
+        context.events.bytes_expected(transfer.decision.total - transfer.decision.offset)
     # The part's own descriptor, locked and positioned by transfer.begin().
     async with aiofiles.open(transfer.fd, "wb", closefd=False) as file:
         try:
             # auto_decompress=False: the bytes stored are the bytes the server sent.
-            async for chunk in response.content.iter_chunked(config.chunk_size):
+            async for chunk in response.content.iter_chunked(context.config.chunk_size):
                 await file.write(chunk)
                 transfer.feed(chunk)
-                events.bytes_received(len(chunk))
+                context.events.bytes_received(len(chunk))
+                await context.politeness.spend(len(chunk))
         except aiohttp.ClientError:
             # Keep what arrived before the break, so the next attempt resumes after it.
             if rest := _salvage(response):
                 await file.write(rest)
                 transfer.feed(rest)
-                events.bytes_received(len(rest))
+                context.events.bytes_received(len(rest))
             raise
 
 

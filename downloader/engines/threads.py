@@ -8,6 +8,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -17,9 +18,10 @@ from requests_futures.sessions import FuturesSession
 
 from downloader.config import Config
 from downloader.core import Action, Request, Validators, proxy_for
-from downloader.dispatch import Dispatcher, Verdict, failed_result
+from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
+from downloader.politeness import ThreadPoliteness, host_key, note_response, pause_settings
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
@@ -40,7 +42,10 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     # At most two jobs per worker are admitted and not yet finished (running or
     # queued in the executor, whose own queue has no bound).
     slots = threading.BoundedSemaphore(2 * config.concurrency)
+    politeness = ThreadPoliteness(config.per_host or config.concurrency, config.limit_rate, stop=stop,
+                                  interrupt=Interrupted, **pause_settings(config.backoff_base, config.max_wait))
     with _session(config) as session:
+        context = _Context(session, config, events, politeness, stop)
         try:
             for entry in entries:
                 slots.acquire()
@@ -48,14 +53,23 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
                 if admission.verdict is Verdict.SETTLED:
                     slots.release()
                 elif admission.verdict is Verdict.START:
-                    assert admission.job is not None and admission.path is not None
-                    job, path, current = admission.job, admission.path, admission.current
-                    session.executor.submit(_run_one, session, job, path, current, config, events, dispatcher, slots, stop)
+                    session.executor.submit(_run_one, context, admission, dispatcher, slots)
             session.executor.shutdown(wait=True)
         except BaseException:
             stop.set()
             session.executor.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every transfer of the run shares."""
+
+    session: FuturesSession
+    config: Config
+    events: Events
+    politeness: ThreadPoliteness
+    stop: threading.Event
 
 
 @contextlib.contextmanager
@@ -79,10 +93,11 @@ def _session(config: Config) -> Iterator[FuturesSession]:
         session.close()
 
 
-def _run_one(session: FuturesSession, job: Job, path: Path, current: Validators | None, config: Config, events: Events,
-             dispatcher: Dispatcher, slots: threading.BoundedSemaphore, stop: threading.Event) -> None:
+def _run_one(context: _Context, admission: Admission, dispatcher: Dispatcher, slots: threading.BoundedSemaphore) -> None:
+    job, path = admission.job, admission.path
+    assert job is not None and path is not None
     try:
-        result = fetch(session, job, path, config, events, stop, current=current)
+        result = fetch(context, job, path, current=admission.current)
     except DownloadError as error:
         result = failed_result(job.url, error, job.origin, path, job)
     except Interrupted:
@@ -95,34 +110,34 @@ def _run_one(session: FuturesSession, job: Job, path: Path, current: Validators 
         slots.release()
 
 
-def fetch(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event, *,
-          current: Validators | None = None) -> Result:
+def fetch(context: _Context, job: Job, path: Path, *, current: Validators | None = None) -> Result:
     """Download ``job`` to ``path``, retrying as the policy allows. Raises DownloadError."""
-    retry = RetryState.from_config(config)
+    retry = RetryState.from_config(context.config)
     while True:
         try:
-            return _attempt(session, job, path, config, events, stop, current)
+            return _attempt(context, job, path, current)
         except DownloadError as error:
             retry = retry.increment(error)
             log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
-            if stop.wait(retry.delay):
+            if context.stop.wait(retry.delay):
                 raise Interrupted from None
 
 
-def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, events: Events, stop: threading.Event,
-             current: Validators | None) -> Result:
-    transfer = Transfer(job, path, config, current=current)
+def _attempt(context: _Context, job: Job, path: Path, current: Validators | None) -> Result:
+    transfer = Transfer(job, path, context.config, current=current)
     try:
         request = transfer.prepare()
         while True:  # one request per turn: a REDIRECT or a RESTART asks again
             with _mapped_errors(job.url, transfer.part):
-                with _get(session, request, config) as response:
+                with context.politeness.host(host_key(request.url)) as slot, \
+                        _get(context.session, request, context.config) as response:
+                    note_response(slot, response.status_code, response.headers)
                     decision = transfer.judge(response.status_code, response.headers)
                     if transfer.fits_one_chunk:
-                        return transfer.store(_read_whole(response, transfer, events))
+                        return transfer.store(_read_whole(response, transfer, context))
                     transfer.begin()
                     if decision.action is Action.WRITE:
-                        _receive(response, transfer, config, events, stop)
+                        _receive(response, transfer, context)
             if decision.action in (Action.REDIRECT, Action.RESTART):
                 request = transfer.next_request()
                 continue
@@ -131,32 +146,34 @@ def _attempt(session: FuturesSession, job: Job, path: Path, config: Config, even
         transfer.close()
 
 
-def _read_whole(response: requests.Response, transfer: Transfer, events: Events) -> bytes:
+def _read_whole(response: requests.Response, transfer: Transfer, context: _Context) -> bytes:
     """A small body, kept in memory (it fits in one chunk) and fed as its pieces arrive."""
     assert transfer.decision is not None and transfer.decision.total is not None
-    events.bytes_expected(transfer.decision.total)
+    context.events.bytes_expected(transfer.decision.total)
     pieces = []
     for piece in iter(lambda: response.raw.read1(transfer.decision.total, decode_content=False), b""):
         transfer.feed(piece)
-        events.bytes_received(len(piece))
+        context.events.bytes_received(len(piece))
+        context.politeness.spend(len(piece))
         pieces.append(piece)
     return b"".join(pieces)
 
 
-def _receive(response: requests.Response, transfer: Transfer, config: Config, events: Events, stop: threading.Event) -> None:
+def _receive(response: requests.Response, transfer: Transfer, context: _Context) -> None:
     assert transfer.decision is not None and transfer.fd is not None
     if transfer.decision.total is not None:
-        events.bytes_expected(transfer.decision.total - transfer.decision.offset)
+        context.events.bytes_expected(transfer.decision.total - transfer.decision.offset)
     # The part's own descriptor, locked and positioned by transfer.begin().
     with open(transfer.fd, "wb", closefd=False) as file:
         # The raw stream, undecoded: the bytes stored are the bytes the server sent.
         # read1 returns what has arrived (read() would hold up to a chunk in urllib3's
         # buffer, and lose it to a stall instead of leaving it in the part).
-        for chunk in iter(lambda: response.raw.read1(config.chunk_size, decode_content=False), b""):
+        for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
             file.write(chunk)
             transfer.feed(chunk)
-            events.bytes_received(len(chunk))
-            if stop.is_set():
+            context.events.bytes_received(len(chunk))
+            context.politeness.spend(len(chunk))
+            if context.stop.is_set():
                 raise Interrupted
 
 
