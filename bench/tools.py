@@ -69,7 +69,10 @@ def downloader_command(engine: str) -> Callable[[list[str], Job], list[str]]:
         # Plain URLs: the default output name is the URL's last path segment. No
         # size=/sha256= fields, so it does not verify anything the others don't.
         url_list = _write_lines(job.scratch / "urls.txt", (entry.url for entry in job.entries))
-        return [*prefix, "-i", str(url_list), "-d", str(job.dest), "-e", engine, "-j", str(job.concurrency), "-q"]
+        # --per-host J: every URL here is on one host, and the other tools put all J
+        # connections on it too (downloader's polite default is half of -j per host).
+        return [*prefix, "-i", str(url_list), "-d", str(job.dest), "-e", engine, "-j", str(job.concurrency),
+                "--per-host", str(job.concurrency), "-q"]
 
     return command
 

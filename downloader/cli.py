@@ -25,6 +25,7 @@ from downloader import dryrun
 from downloader.api import Run
 from downloader.config import Config, __version__
 from downloader.jobs import Result
+from downloader.politeness import parse_rate
 from downloader.progress import Summary
 from downloader.report import FailedList, JsonReport
 from downloader.sources import Entry, read_list, read_urls
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="name files as the server's Content-Disposition says (out= still wins)")
     mirror.add_argument("--sync", action="store_true",
                         help="re-check files already present: 304 keeps them (unchanged), 200 replaces them")
+    polite = parser.add_argument_group("politeness")
+    polite.add_argument("--per-host", type=_positive_int, metavar="N",
+                        help="simultaneous connections to one host (default: half of -j, at least 1)")
+    polite.add_argument("--limit-rate", type=_rate, metavar="RATE",
+                        help="total bandwidth cap, bytes per second with k, M, G suffixes (e.g. 500k, 20M)")
     requests_ = parser.add_argument_group("requests")
     requests_.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                            help="extra request header; may be repeated (not sent to other hosts after a redirect "
@@ -217,6 +223,8 @@ def _request_options(args: argparse.Namespace) -> dict[str, object]:
         "layout": args.layout,
         "content_disposition": args.content_disposition,
         "sync": args.sync,
+        "per_host": args.per_host,
+        "limit_rate": args.limit_rate,
     }
     if args.user_agent is not None:
         options["user_agent"] = args.user_agent
@@ -295,6 +303,13 @@ def _amount(text: str) -> int:
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"out of range: {text}")
     return int(value)
+
+
+def _rate(text: str) -> int:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:

@@ -76,11 +76,17 @@ class Config:
     content_disposition: bool = False
     """Name files after the server's Content-Disposition when it gives one (out= still wins)."""
     per_host: int | None = None
-    """Simultaneous connections to one host (host:port); None means as many as ``concurrency``."""
+    """Simultaneous connections to one host (host:port); None means half of ``concurrency``
+    (at least 1): a mirror run never puts all its connections on one server unasked."""
     limit_rate: int | None = None
     """Total bandwidth of the run in bytes per second; None means no limit."""
     sync: bool = False
     """Re-check files already present with a conditional request: 304 keeps them, 200 replaces them."""
+
+    @property
+    def host_limit(self) -> int:
+        """Connections allowed per host: ``per_host``, or half of ``concurrency`` by default."""
+        return self.per_host if self.per_host is not None else max(1, self.concurrency // 2)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dest", Path(self.dest))

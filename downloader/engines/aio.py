@@ -49,7 +49,7 @@ class _Context:
 async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
     # One slot per transfer; a parked duplicate keeps the slot it was admitted with.
     slots = asyncio.Semaphore(config.concurrency)
-    politeness = AsyncPoliteness(config.per_host or config.concurrency, config.limit_rate, **pause_settings(config.backoff_base, config.max_wait))
+    politeness = AsyncPoliteness(config.host_limit, config.limit_rate, **pause_settings(config.backoff_base, config.max_wait))
     async with _session(config) as session, asyncio.TaskGroup() as tasks:
         context = _Context(session, config, events, politeness)
         async for entry in _read(entries):

@@ -42,7 +42,7 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     # At most two jobs per worker are admitted and not yet finished (running or
     # queued in the executor, whose own queue has no bound).
     slots = threading.BoundedSemaphore(2 * config.concurrency)
-    politeness = ThreadPoliteness(config.per_host or config.concurrency, config.limit_rate, stop=stop,
+    politeness = ThreadPoliteness(config.host_limit, config.limit_rate, stop=stop,
                                   interrupt=Interrupted, **pause_settings(config.backoff_base, config.max_wait))
     with _session(config) as session:
         context = _Context(session, config, events, politeness, stop)
