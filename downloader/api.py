@@ -12,6 +12,7 @@ from downloader.config import Config, EngineName
 from downloader.dispatch import Dispatcher
 from downloader.engines import get_engine
 from downloader.jobs import Job, Result
+from downloader.manifest import Manifest
 from downloader.progress import Progress, Summary
 from downloader.sources import Entry, read_urls
 
@@ -30,7 +31,8 @@ class Run:
                  stream: IO[str] | None = None, list_failures: bool = False) -> None:
         self.config = config
         self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
-        self.dispatcher = Dispatcher(config, self.progress)
+        self.manifest = Manifest(config.manifest) if config.manifest is not None else None
+        self.dispatcher = Dispatcher(config, self.progress, self.manifest)
         self._interrupted = False
 
     def __call__(self, entries: Iterable[Entry]) -> Summary:
@@ -43,6 +45,8 @@ class Run:
             raise
         finally:
             self.progress.close()
+            if self.manifest is not None:
+                self.manifest.close()
         return self.summary()
 
     def summary(self) -> Summary:

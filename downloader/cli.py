@@ -25,6 +25,7 @@ from downloader import dryrun
 from downloader.api import Run
 from downloader.config import Config, __version__
 from downloader.jobs import Result
+from downloader.manifest import ManifestError, default_path, status_report
 from downloader.politeness import parse_rate
 from downloader.progress import Summary
 from downloader.report import FailedList, JsonReport
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="name files as the server's Content-Disposition says (out= still wins)")
     mirror.add_argument("--sync", action="store_true",
                         help="re-check files already present: 304 keeps them (unchanged), 200 replaces them")
+    mirror.add_argument("--manifest", metavar="PATH",
+                        help="the SQLite manifest of what was fetched (default DIR/.downloader/manifest.sqlite)")
+    mirror.add_argument("--no-manifest", action="store_true", help="keep no manifest")
     polite = parser.add_argument_group("politeness")
     polite.add_argument("--per-host", type=_positive_int, metavar="N",
                         help="simultaneous connections to one host (default: half of -j, at least 1)")
@@ -99,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on an unknown option or a bad value
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="downloader: %(message)s")
@@ -139,6 +146,21 @@ class _Outputs:
             self.failed.close()
 
 
+def status_main(argv: list[str]) -> int:
+    """``downloader status [DEST]``: counts per status and the failures, from the manifest."""
+    parser = argparse.ArgumentParser(prog="downloader status", description=status_main.__doc__)
+    parser.add_argument("dest", nargs="?", default=".", metavar="DEST", help="the destination of earlier runs (default .)")
+    parser.add_argument("--manifest", metavar="PATH", help="read this manifest instead of DEST's")
+    parser.add_argument("--limit", type=_count, default=50, metavar="N", help="failures to list (default 50)")
+    args = parser.parse_args(argv)
+    try:
+        print(status_report(Path(args.manifest) if args.manifest else Path(args.dest), limit=args.limit))
+    except ManifestError as error:
+        print(f"downloader status: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     """Print one line per entry and a total; exit 1 when some entry would fail."""
     def printed() -> Iterator[dryrun.Planned]:
@@ -153,7 +175,11 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
 
 
 def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs) -> int:
-    run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True)
+    try:
+        run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True)
+    except ManifestError as error:
+        print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
+        return EXIT_USAGE
     _terminate_like_ctrl_c()
     try:
         summary = run(entries)
@@ -224,6 +250,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, object]:
         "content_disposition": args.content_disposition,
         "sync": args.sync,
         "per_host": args.per_host,
+        "manifest": None if args.no_manifest else Path(args.manifest) if args.manifest else default_path(Path(args.dest)),
         "limit_rate": args.limit_rate,
     }
     if args.user_agent is not None:

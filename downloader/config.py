@@ -80,6 +80,8 @@ class Config:
     (at least 1): a mirror run never puts all its connections on one server unasked."""
     limit_rate: int | None = None
     """Total bandwidth of the run in bytes per second; None means no limit."""
+    manifest: Path | None = None
+    """The SQLite manifest of what was fetched (the CLI defaults it to DEST/.downloader/manifest.sqlite)."""
     sync: bool = False
     """Re-check files already present with a conditional request: 304 keeps them, 200 replaces them."""
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from downloader import naming, storage
 from downloader.config import Config
 from downloader.core import Validators
-from downloader.errors import DownloadError, InvalidJob, PartBusy
+from downloader.errors import DownloadError, InvalidJob, PartBusy, RetriesExhausted
 from downloader.jobs import Job, Result, Status
+from downloader.manifest import Manifest, Record
 from downloader.progress import Events
 from downloader.sources import Entry
 
@@ -63,14 +65,16 @@ def failed_result(url: str, error: DownloadError | str, origin: str | None = Non
                   job: Job | None = None) -> Result:
     """A ``failed`` result carrying the error's reason; ``skipped`` when another run has the part."""
     status = Status.SKIPPED if isinstance(error, PartBusy) else Status.FAILED
-    return Result(url, status, str(path) if path else None, error=str(error), origin=origin, job=job)
+    attempts = error.attempts if isinstance(error, RetriesExhausted) else 1
+    return Result(url, status, str(path) if path else None, error=str(error), origin=origin, attempts=attempts, job=job)
 
 
 class Dispatcher:
     """Decides, for each entry, whether an engine should fetch it. Thread-safe."""
 
-    def __init__(self, config: Config, events: Events) -> None:
+    def __init__(self, config: Config, events: Events, manifest: Manifest | None = None) -> None:
         self._config = config
+        self._manifest = manifest
         self._dest = config.dest
         self._events = events
         self._claims: dict[Path, _Claim] = {}
@@ -86,17 +90,22 @@ class Dispatcher:
         self._events.job_seen()
         if isinstance(entry, InvalidJob):
             return self._settle_now(failed_result(entry.url, entry, entry.origin))
+        record = self._manifest.lookup(entry.url) if self._manifest is not None else None
+        if record is not None and record.status in ("downloaded", "unchanged") and not self._config.sync:
+            # The manifest is trusted: a done file is skipped without touching the disk.
+            return self._settle_now(_recorded_result(entry, record, self._dest))
         try:
-            path = naming.output_path(entry, self._dest, layout=self._config.layout)
+            path = self._path_for(entry, record)
             naming.check_inside(self._dest, path, job=entry)
             present = storage.existing_result(entry, path)
         except DownloadError as error:
             return self._settle_now(failed_result(entry.url, error, entry.origin, job=entry))
-        current = storage.current_validators(path) if present is not None and self._config.sync else None
+        current = _validators(path, record) if present is not None and self._config.sync else None
         with self._lock:
             claim = self._claims.get(path)
             if claim is None and (present is None or current is not None):
                 self._claims[path] = _Claim(entry.url, entry.origin)
+                self._remember(entry, path, "pending")
                 return Admission(Verdict.START, entry, path, current)
             if claim is not None and claim.url == entry.url:
                 claim.parked.append(entry)
@@ -113,13 +122,57 @@ class Dispatcher:
         with self._lock:
             claim = self._claims.pop(path)
         self._events.result(result)
+        self._remember(job, Path(result.path) if result.path else path, result.status.value, result)
         for duplicate in claim.parked:
             self._events.result(_duplicate_result(duplicate, result))
         return len(claim.parked)
 
     def _settle_now(self, result: Result) -> Admission:
         self._events.result(result)
+        if result.job is not None and result.status is Status.FAILED:
+            self._remember(result.job, Path(result.path) if result.path else None, "failed", result)
         return Admission(Verdict.SETTLED)
+
+    def _path_for(self, job: Job, record: Record | None) -> Path:
+        """The job's path: out=, else the one the manifest remembers, else a new one that no
+        other URL owns (the collision name, deterministic, when the plain one is taken)."""
+        if record is not None and record.path and job.out is None:
+            return self._dest / record.path
+        path = naming.output_path(job, self._dest, layout=self._config.layout)
+        if self._manifest is None or job.out is not None:
+            return path
+        owner = self._manifest.owner(self._relative(path))
+        return path if owner in (None, job.url) else naming.collision_path(path, job.url)
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self._dest))
+        except ValueError:
+            return str(path)
+
+    def _remember(self, job: Job, path: Path | None, status: str, result: Result | None = None) -> None:
+        """Queue the manifest row for ``job`` (batched by the manifest's writer thread)."""
+        if self._manifest is None:
+            return
+        now = time.time()
+        self._manifest.record(Record(
+            url=job.url, path=self._relative(path) if path else "", status=status,
+            size=result.size if result else None, sha256=result.sha256 if result else None,
+            etag=result.etag if result else None, last_modified=result.last_modified if result else None,
+            final_url=result.final_url if result else None, attempts=result.attempts if result else 0,
+            error=result.error if result and result.status is Status.FAILED else None, first_seen=now, updated=now))
+
+
+def _recorded_result(job: Job, record: Record, dest: Path) -> Result:
+    return Result(job.url, Status.SKIPPED, str(dest / record.path), record.size or 0, 0, record.sha256,
+                  "already downloaded (manifest)", job.origin, record.final_url, record.etag, record.last_modified, job=job)
+
+
+def _validators(path: Path, record: Record | None) -> Validators:
+    """What --sync asks with: the recorded ETag and Last-Modified, else the file's own mtime."""
+    if record is not None and (record.etag or record.last_modified):
+        return Validators(record.etag, record.last_modified)
+    return storage.current_validators(path)
 
 
 def _duplicate_result(job: Job, first: Result) -> Result:

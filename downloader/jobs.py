@@ -64,6 +64,7 @@ class Result:
     final_url: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    attempts: int = 1
     job: Job | None = field(default=None, repr=False, compare=False)
     """The job itself, when there was one (a malformed line has none): what --failed writes back."""
 

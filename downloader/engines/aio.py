@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import ssl
@@ -113,7 +114,8 @@ async def fetch(context: _Context, job: Job, path: Path, *, current: Validators 
     retry = RetryState.from_config(context.config)
     while True:
         try:
-            return await _attempt(context, job, path, current)
+            result = await _attempt(context, job, path, current)
+            return dataclasses.replace(result, attempts=retry.attempts)
         except DownloadError as error:
             retry = retry.increment(error)
             log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)

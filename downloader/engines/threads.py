@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import warnings
@@ -115,7 +116,8 @@ def fetch(context: _Context, job: Job, path: Path, *, current: Validators | None
     retry = RetryState.from_config(context.config)
     while True:
         try:
-            return _attempt(context, job, path, current)
+            result = _attempt(context, job, path, current)
+            return dataclasses.replace(result, attempts=retry.attempts)
         except DownloadError as error:
             retry = retry.increment(error)
             log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
