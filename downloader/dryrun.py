@@ -10,6 +10,7 @@ from downloader import naming, storage
 from downloader.config import Config
 from downloader.core import ResumeState
 from downloader.errors import DownloadError, InvalidJob
+from downloader.manifest import Manifest
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 from downloader.sources import Entry
 
@@ -34,13 +35,27 @@ class Planned:
 
 
 def plan(entries: Iterable[Entry], config: Config) -> Iterator[Planned]:
-    """One Planned per entry, lazily (the list is never held)."""
+    """One Planned per entry, lazily (the list is never held). An existing manifest is read, never created."""
+    manifest = Manifest(config.manifest) if config.manifest is not None and config.manifest.is_file() else None
+    try:
+        yield from _plan(entries, config, manifest)
+    finally:
+        if manifest is not None:
+            manifest.close()
+
+
+def _plan(entries: Iterable[Entry], config: Config, manifest: Manifest | None) -> Iterator[Planned]:
     for entry in entries:
         if isinstance(entry, InvalidJob):
             yield Planned("fail", entry.url, None, detail=entry.reason)
             continue
+        record = manifest.lookup(entry.url) if manifest is not None else None
+        if record is not None and record.status in ("downloaded", "unchanged") and not config.sync:
+            yield Planned("skip", entry.url, config.dest / record.path, record.size, "already downloaded (manifest)")
+            continue
         try:
-            path = naming.output_path(entry, config.dest)
+            path = naming.output_path(entry, config.dest, layout=config.layout)
+            naming.check_inside(config.dest, path, job=entry)
             present = storage.existing_result(entry, path)
         except DownloadError as error:
             yield Planned("fail", entry.url, None, entry.size, str(error))
