@@ -134,7 +134,9 @@ def verify(entries: Sequence[Entry], dest: Path, layout: Callable[[Entry], str] 
         problems = list(pool.map(_problem_with(dest, layout), entries))
     bad = [f"{layout(entry)}: {problem}" for entry, problem in zip(entries, problems, strict=True) if problem]
     expected = {layout(entry) for entry in entries}
-    extra = sum(1 for path in dest.rglob("*") if path.is_file() and path.relative_to(dest).as_posix() not in expected)
+    # downloader's manifest (DEST/.downloader/) is bookkeeping, not a stray download.
+    extra = sum(1 for path in dest.rglob("*") if path.is_file() and path.relative_to(dest).as_posix() not in expected
+                and path.relative_to(dest).parts[0] != ".downloader")
     return Verification(checked=len(entries), bad=bad, extra=extra)
 
 
