@@ -373,7 +373,11 @@ class Transfer:
             return
         temporary = self.state_file.with_name(self.state_file.name + f".{os.getpid() % 10**8}.tmp")
         try:
-            temporary.write_text(state.dumps(), encoding="utf-8")
+            # O_NOFOLLOW: a symlink planted under the temporary name is refused, not written through.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(temporary, flags, 0o644)
+            with open(fd, "w", encoding="utf-8") as file:
+                file.write(state.dumps())
             os.replace(temporary, self.state_file)
         except OSError:
             temporary.unlink(missing_ok=True)

@@ -48,8 +48,10 @@ class _Context:
 
 
 async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
-    # One slot per transfer; a parked duplicate keeps the slot it was admitted with.
-    slots = asyncio.Semaphore(config.concurrency)
+    # Up to four admitted jobs per connection: a job waiting for its host's slot or for
+    # a retry costs a task, not a connection (the connector holds those to -j), so a
+    # paused host does not idle the others. A parked duplicate keeps its own slot.
+    slots = asyncio.Semaphore(4 * config.concurrency)
     politeness = AsyncPoliteness(config.host_limit, config.limit_rate, **pause_settings(config.backoff_base, config.max_wait))
     async with _session(config) as session, asyncio.TaskGroup() as tasks:
         context = _Context(session, config, events, politeness)
