@@ -203,12 +203,14 @@ def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:
 
 
 def _terminate_like_ctrl_c() -> None:
-    """SIGTERM (kill, systemd, docker stop) stops the run as gracefully as Ctrl-C does."""
+    """SIGTERM (kill, systemd, docker stop) stops the run as gracefully as Ctrl-C does, and
+    so does SIGINT even when the shell started us ignoring it (a background job of a script)."""
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _exit_now_if_workers_linger() -> None:

@@ -202,7 +202,11 @@ def test_ctrl_c_exits_130_keeps_parts_and_the_rerun_resumes(server: Server, engi
         time.sleep(0.05)
 
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=20)
+    try:
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+        process.communicate()
     server.rules.pop(path)
     rerun = subprocess.run(argv, capture_output=True, timeout=60)
 
@@ -231,7 +235,11 @@ def test_sigterm_stops_like_ctrl_c(server: Server, engine: str, tmp_path: Path) 
         time.sleep(0.05)
 
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=20)
+    try:
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+        process.communicate()
 
     assert 130 == process.returncode
     assert b"interrupted 1" in err
