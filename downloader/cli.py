@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     mirror.add_argument("--manifest", metavar="PATH",
                         help="the SQLite manifest of what was fetched (default DIR/.downloader/manifest.sqlite)")
     mirror.add_argument("--no-manifest", action="store_true", help="keep no manifest")
+    speed = parser.add_argument_group("large files")
+    speed.add_argument("--split", type=_positive_int, default=1, metavar="N",
+                       help="fetch one large file over N ranged connections, written in place (default 1)")
+    speed.add_argument("--min-split-size", type=_amount, default=20 * 1024 * 1024, metavar="BYTES",
+                       help="smallest segment (default 20M): a file is split only when at least twice this")
     polite = parser.add_argument_group("politeness")
     polite.add_argument("--per-host", type=_positive_int, metavar="N",
                         help="simultaneous connections to one host (default: half of -j, at least 1)")
@@ -252,6 +257,8 @@ def _request_options(args: argparse.Namespace) -> dict[str, object]:
         "content_disposition": args.content_disposition,
         "sync": args.sync,
         "per_host": args.per_host,
+        "split": args.split,
+        "min_split_size": max(1, args.min_split_size),
         "manifest": None if args.no_manifest else Path(args.manifest) if args.manifest else default_path(Path(args.dest)),
         "limit_rate": args.limit_rate,
     }

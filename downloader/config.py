@@ -80,6 +80,10 @@ class Config:
     (at least 1): a mirror run never puts all its connections on one server unasked."""
     limit_rate: int | None = None
     """Total bandwidth of the run in bytes per second; None means no limit."""
+    split: int = 1
+    """Connections one large file may be fetched over (ranged requests written in place)."""
+    min_split_size: int = 20 * 1024 * 1024
+    """Segments are at least this large: a file is split only when it is at least twice this."""
     manifest: Path | None = None
     """The SQLite manifest of what was fetched (the CLI defaults it to DEST/.downloader/manifest.sqlite)."""
     sync: bool = False
@@ -103,6 +107,8 @@ class Config:
         _require(self.chunk_size >= 1024, f"chunk_size must be at least 1024 bytes, not {self.chunk_size}")
         _require(self.backoff_base >= 0, f"backoff_base must not be negative, not {self.backoff_base}")
         _require(self.backoff_cap >= 0, f"backoff_cap must not be negative, not {self.backoff_cap}")
+        _require(self.split >= 1, f"split must be at least 1, not {self.split}")
+        _require(self.min_split_size >= 1, f"min_split_size must be at least 1 byte, not {self.min_split_size}")
         _require(self.per_host is None or self.per_host >= 1, f"per_host must be at least 1, not {self.per_host}")
         _require(self.limit_rate is None or self.limit_rate >= 1, f"limit_rate must be at least 1, not {self.limit_rate}")
         _require(self.max_redirects >= 0, f"max_redirects must not be negative, not {self.max_redirects}")

@@ -38,6 +38,9 @@ __all__ = [
     "follow_redirect",
     "judge",
     "parse_content_range",
+    "plan_segments",
+    "segment_fits",
+    "segment_request",
     "parse_http_date",
     "parse_retry_after",
     "plan_request",
@@ -64,6 +67,9 @@ class ResumeState:
     last_modified: str | None = None
     size: int | None = None
     """The full size of the file, when the server said it."""
+    segments: tuple[tuple[int, int, int], ...] | None = None
+    """--split: (start, end, done) of each segment; the part then has holes, and its
+    size says nothing of what is there."""
 
     @property
     def strong_etag(self) -> str | None:
@@ -85,6 +91,8 @@ class ResumeState:
 
     def dumps(self) -> str:
         fields = {"url": self.url, "etag": self.etag, "last_modified": self.last_modified, "size": self.size}
+        if self.segments is not None:
+            fields["segments"] = [list(s) for s in self.segments]
         return json.dumps({"version": self.VERSION, **fields})
 
     @classmethod
@@ -96,6 +104,10 @@ class ResumeState:
             valid = type(data["version"]) is int and data["version"] == cls.VERSION and state.url == url
             valid = valid and (state.size is None or (type(state.size) is int and state.size >= 0))
             valid = valid and all(v is None or isinstance(v, str) for v in (state.etag, state.last_modified))
+            if valid and data.get("segments") is not None:
+                segments = tuple((int(a), int(b), int(c)) for a, b, c in data["segments"])
+                state = dataclasses.replace(state, segments=segments)
+                valid = _segments_valid(segments, state.size)
         except (ValueError, KeyError, TypeError):
             return None
         return state if valid else None
@@ -103,6 +115,52 @@ class ResumeState:
     @classmethod
     def from_headers(cls, url: str, headers: Mapping[str, str], size: int | None) -> ResumeState:
         return cls(url, headers.get("ETag"), headers.get("Last-Modified"), size)
+
+
+def _segments_valid(segments: tuple[tuple[int, int, int], ...], size: int | None) -> bool:
+    """Segments must tile [0, size) in order, each with 0 <= done <= its length."""
+    position = 0
+    for start, end, done in segments:
+        if start != position or end <= start or not 0 <= done <= end - start:
+            return False
+        position = end
+    return bool(segments) and position == size
+
+
+def plan_segments(total: int, parts: int, min_size: int) -> tuple[tuple[int, int, int], ...]:
+    """Split ``total`` bytes into at most ``parts`` segments of at least ``min_size`` bytes."""
+    count = max(1, min(parts, total // max(1, min_size)))
+    size = -(-total // count)
+    return tuple((start, min(total, start + size), 0) for start in range(0, total, size))
+
+
+def segment_request(url: str, start: int, end: int, state: ResumeState, options: RequestOptions) -> Request:
+    """A ranged GET for bytes [start, end) of the file ``state`` describes (If-Range guarded)."""
+    headers = request_headers(url, origin=url, options=options)
+    headers["Range"] = f"bytes={start}-{end - 1}"
+    if state.validator:
+        headers["If-Range"] = state.validator
+    return Request(url, headers, start, url)
+
+
+def segment_fits(request: Request, status: int, headers: Mapping[str, str], *, end: int, state: ResumeState) -> bool:
+    """Whether the answer to a segment request is exactly that range of the same file.
+
+    False (the caller falls back to one stream from zero) for a 200 (ranges ignored or
+    the file changed, RFC 9110 §13.1.5), a 206 for other bytes, another size or another ETag.
+
+    Raises:
+        HTTPStatusError: an error status.
+    """
+    if status == 200 or status in REDIRECT_STATUSES:
+        return False
+    if status != 206:
+        raise _status_error(request.origin, status, headers)
+    span = parse_content_range(headers.get("Content-Range"))
+    etag = headers.get("ETag")
+    if span is None or span != (request.offset, end - 1, state.size):
+        return False
+    return not (etag and state.strong_etag and etag != state.strong_etag)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,12 @@ calls into :mod:`downloader.core` for each decision, so both engines share it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
 import os
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -40,7 +42,7 @@ from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy
 from downloader.jobs import Job, Result, Status
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 
-__all__ = ["SMALL_BODY", "Transfer", "current_validators", "existing_result", "local_error", "request_options"]
+__all__ = ["SMALL_BODY", "Splitter", "Transfer", "current_validators", "existing_result", "local_error", "request_options"]
 
 log = logging.getLogger(__name__)
 _PRIME_BLOCK = 1 << 20
@@ -116,6 +118,8 @@ class Transfer:
         self._finished = False
         self._hasher = hashlib.sha256() if job.sha256 else None
         self._validators = core.Validators()
+        self._segment_state: ResumeState | None = None
+        self._split_refused = False
         self._disposition: str | None = None
         self._meter: core.LowSpeedMeter | None = None
 
@@ -147,7 +151,7 @@ class Transfer:
             self._have = os.fstat(self.fd).st_size
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path.parent) from exc
-        self.state = self._load_state() if self._have and self.config.resume else None
+        self.state = self._load_state() if self._have and self.config.resume and not self._split_refused else None
         if self._have and self.state is None:
             log.info("%s: restarting %s (no usable resume state)", self.job.url, self.part)
         have = self._have if self.state else 0
@@ -257,8 +261,11 @@ class Transfer:
             return self._unchanged()
         size = self.decision.offset + self.received
         digest = self._hasher.hexdigest() if self._hasher else None
+        return self._complete(size, self.decision.total, digest, self.received)
+
+    def _complete(self, size: int, total: int | None, digest: str | None, received: int) -> Result:
         try:
-            core.check_complete(self.job, size=size, total=self.decision.total, sha256=digest)
+            core.check_complete(self.job, size=size, total=total, sha256=digest)
         except IntegrityError:
             self.discard()  # a whole but wrong body cannot be resumed
             raise
@@ -273,8 +280,70 @@ class Transfer:
             raise local_error(self.job.url, exc, self.path) from exc
         self._stamp()
         final_url = self.request.url if self.request else None
-        return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, self.received, digest, None,
+        return Result(self.job.url, Status.DOWNLOADED, str(self.path), size, received, digest, None,
                       self.job.origin, final_url, self._validators.etag, self._validators.last_modified)
+
+    # -- --split: one file over several ranged connections ------------------------------
+
+    def split(self, headers: object) -> Splitter | None:
+        """After :meth:`judge`: a Splitter when this whole-file answer should be fetched
+        over several connections (--split), with its segment table saved before any byte."""
+        decision, config = self.decision, self.config
+        if config.split < 2 or self._split_refused or decision is None or decision.action is not Action.WRITE \
+                or decision.offset:
+            return None
+        accepts = "bytes" in headers.get("Accept-Ranges", "").lower()  # type: ignore[attr-defined]
+        total, state = decision.total, decision.state
+        if not accepts or total is None or total < 2 * config.min_split_size or state is None or not state.validator:
+            return None
+        segments = core.plan_segments(total, min(config.split, config.host_limit), config.min_split_size)
+        if len(segments) < 2:
+            return None
+        split_state = dataclasses.replace(state, segments=segments)
+        try:
+            self._truncate()
+            self._save_state(split_state)
+        except OSError as exc:
+            raise local_error(self.job.url, exc, self.part) from exc
+        return Splitter(self, split_state)
+
+    def resumed_split(self) -> Splitter | None:
+        """After :meth:`prepare`: a Splitter continuing the segments a killed run left."""
+        if self.state is None or self.state.segments is None or self._split_refused:
+            return None
+        return Splitter(self, self.state)
+
+    def refuse_split(self) -> Request:
+        """The server will not serve these ranges: drop the segments and plan one stream from zero."""
+        self._split_refused = True
+        self.discard()
+        self.state = None
+        return self.prepare()
+
+    def finish_split(self, received: int) -> Result:
+        """Check a part whose segments are all in and give it its final name."""
+        assert self.state is not None or self.decision is not None
+        total = sum(end - start for start, end, _ in (self._split_state().segments or ()))
+        digest = self._digest_of_part(total) if self.job.sha256 else None
+        return self._complete(total, total, digest, received)
+
+    def _split_state(self) -> ResumeState:
+        state = self._segment_state
+        assert state is not None
+        return state
+
+    def _digest_of_part(self, total: int) -> str:
+        """sha256 of the whole part, read once: segments arrive out of order."""
+        hasher = hashlib.sha256()
+        assert self.fd is not None
+        position = 0
+        while position < total:
+            block = os.pread(self.fd, min(_PRIME_BLOCK, total - position), position)
+            if not block:
+                break
+            hasher.update(block)
+            position += len(block)
+        return hasher.hexdigest()
 
     def _place_without_clobber(self, wanted: Path) -> Path:
         """Give the part a name the server chose, never replacing a file already there.
@@ -396,6 +465,97 @@ class Transfer:
                 raise OSError(f"{self.part} is shorter than {offset} bytes")
             self._hasher.update(block)
             position += len(block)
+
+
+class Splitter:
+    """The segments of one file fetched over several connections, written in place.
+
+    Each segment's progress is counted as its bytes are written (``os.pwrite`` at
+    their offset: no reassembly, no queue), and the table is saved beside the part
+    every SAVE_EVERY bytes, after the bytes it counts: a killed run resumes every
+    segment from at most that far back. Thread-safe (the threads engine writes from
+    several workers).
+    """
+
+    SAVE_EVERY = 4 * 1024 * 1024
+
+    def __init__(self, transfer: Transfer, state: ResumeState) -> None:
+        assert state.segments is not None
+        self.transfer = transfer
+        self.state = state
+        self.done = [done for _, _, done in state.segments]
+        self.received = 0
+        self._unsaved = 0
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # one writer of the state file at a time
+        transfer._segment_state = state
+
+    @property
+    def total(self) -> int:
+        assert self.state.segments is not None
+        return self.state.segments[-1][1]
+
+    def pending(self) -> list[int]:
+        """Indices of the segments not complete yet."""
+        assert self.state.segments is not None
+        return [i for i, (start, end, _) in enumerate(self.state.segments) if start + self.done[i] < end]
+
+    def missing(self) -> int:
+        assert self.state.segments is not None
+        return sum(end - start - self.done[i] for i, (start, end, _) in enumerate(self.state.segments))
+
+    def request(self, index: int) -> Request:
+        assert self.state.segments is not None
+        start, end, _ = self.state.segments[index]
+        options = request_options(self.transfer.config)
+        # The URL the first answer came from, after its redirects (the job's URL on a resume).
+        url = self.transfer.request.url if self.transfer.request else self.transfer.job.url
+        return core.segment_request(url, start + self.done[index], end, self.state, options)
+
+    def fits(self, index: int, request: Request, status: int, headers: object) -> bool:
+        assert self.state.segments is not None
+        return core.segment_fits(request, status, headers, end=self.state.segments[index][1], state=self.state)  # type: ignore[arg-type]
+
+    def remaining(self, index: int) -> int:
+        assert self.state.segments is not None
+        start, end, _ = self.state.segments[index]
+        return end - start - self.done[index]
+
+    def write(self, index: int, chunk: bytes) -> None:
+        """Write ``chunk`` where segment ``index`` continues, and count it."""
+        assert self.state.segments is not None and self.transfer.fd is not None
+        chunk = chunk[: self.remaining(index)]
+        position = self.state.segments[index][0] + self.done[index]
+        try:
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(self.transfer.fd, view, position)
+                view, position = view[written:], position + written
+        except OSError as exc:
+            raise local_error(self.transfer.job.url, exc, self.transfer.part) from exc
+        with self._lock:
+            self.done[index] += len(chunk)
+            self.received += len(chunk)
+            self._unsaved += len(chunk)
+            due = self._unsaved >= self.SAVE_EVERY
+            if due:
+                self._unsaved = 0
+        if due:
+            self.save()
+
+    def save(self) -> None:
+        """Save the segment table as it stands (what it counts is already written)."""
+        assert self.state.segments is not None
+        try:
+            with self._save_lock:
+                with self._lock:
+                    segments = tuple((start, end, self.done[i]) for i, (start, end, _) in enumerate(self.state.segments))
+                self.transfer._save_state(dataclasses.replace(self.state, segments=segments))
+        except OSError as exc:
+            raise local_error(self.transfer.job.url, exc, self.transfer.state_file) from exc
+
+    def finish(self) -> Result:
+        return self.transfer.finish_split(self.received)
 
 
 def _make_directory(path: Path) -> None:

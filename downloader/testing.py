@@ -119,6 +119,8 @@ class Rule:
     """Serve this version of the file (see :func:`version_name`): change it to change the file."""
     disposition: str | None = None
     """Value of a Content-Disposition header to send with the file."""
+    accept_ranges: str | None = None
+    """Send this Accept-Ranges value whatever ``ranges`` says (a server that lies about ranges)."""
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> Rule:
@@ -304,6 +306,8 @@ class Server:
             headers["ETag"] = etag
         if rule.ranges:
             headers["Accept-Ranges"] = "bytes"
+        if rule.accept_ranges is not None:
+            headers["Accept-Ranges"] = rule.accept_ranges
         if rule.disposition:
             headers["Content-Disposition"] = rule.disposition
         if _not_modified(request, etag if rule.etag else None, headers["Last-Modified"]):

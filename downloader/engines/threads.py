@@ -26,7 +26,7 @@ from downloader.politeness import ThreadPoliteness, host_key, note_response, pau
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
-from downloader.storage import Transfer, local_error
+from downloader.storage import Splitter, Transfer, local_error
 
 __all__ = ["run"]
 
@@ -129,6 +129,10 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
     transfer = Transfer(job, path, context.config, current=current)
     try:
         request = transfer.prepare()
+        if (splitter := transfer.resumed_split()) is not None:
+            if _split(context, splitter, None):
+                return splitter.finish()
+            request = transfer.refuse_split()
         while True:  # one request per turn: a REDIRECT or a RESTART asks again
             with _mapped_errors(job.url, transfer.part):
                 with context.politeness.host(host_key(request.url)) as slot, \
@@ -137,6 +141,11 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
                     decision = transfer.judge(response.status_code, response.headers)
                     if transfer.fits_one_chunk:
                         return transfer.store(_read_whole(response, transfer, context))
+                    if (splitter := transfer.split(response.headers)) is not None:
+                        if _split(context, splitter, response):
+                            return splitter.finish()
+                        request = transfer.refuse_split()
+                        continue
                     transfer.begin()
                     if decision.action is Action.WRITE:
                         _receive(response, transfer, context)
@@ -177,6 +186,50 @@ def _receive(response: requests.Response, transfer: Transfer, context: _Context)
             context.politeness.spend(len(chunk))
             if context.stop.is_set():
                 raise Interrupted
+
+
+def _split(context: _Context, splitter: Splitter, first: requests.Response | None) -> bool:
+    """Fetch every pending segment at once (segment 0 from ``first``, the whole-file
+    answer, when there is one), one thread each. False when the server will not serve the ranges."""
+    context.events.bytes_expected(splitter.missing())
+    pending = splitter.pending()
+    with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="segment") as pool:
+        futures = [pool.submit(_segment, context, splitter, index, first if index == 0 else None) for index in pending]
+        outcomes = [future.exception() or future.result() for future in futures]
+    splitter.save()  # what every segment got stays counted
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return all(outcomes)
+
+
+def _segment(context: _Context, splitter: Splitter, index: int, first: requests.Response | None) -> bool:
+    if first is not None:
+        with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
+            _stream_segment(first, splitter, index, context)
+        return True
+    request = splitter.request(index)
+    with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
+        with context.politeness.host(host_key(request.url)) as slot, \
+                _get(context.session, request, context.config) as response:
+            note_response(slot, response.status_code, response.headers)
+            if not splitter.fits(index, request, response.status_code, response.headers):
+                return False
+            _stream_segment(response, splitter, index, context)
+    return True
+
+
+def _stream_segment(response: requests.Response, splitter: Splitter, index: int, context: _Context) -> None:
+    for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
+        splitter.write(index, chunk)
+        context.events.bytes_received(len(chunk))
+        context.politeness.spend(len(chunk))
+        if context.stop.is_set():
+            raise Interrupted
+        if not splitter.remaining(index):
+            return  # segment 0 stops reading the whole-file answer at its end
+    if splitter.remaining(index):
+        raise BodyIncomplete(splitter.transfer.job.url, f"segment {index} ended {splitter.remaining(index)} bytes short")
 
 
 def _get(session: FuturesSession, request: Request, config: Config) -> requests.Response:
