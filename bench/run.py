@@ -221,7 +221,7 @@ def prepare_entries(scenario: Scenario, server: RunningServer, served_dir: Path)
         print(f"generating {scenario.count} files in {served_dir} ...")
         files = generate_files(scenario, served_dir)
         return [Entry(f"{server.base_url}/{scenario.name}/{name}", name, size, sha) for name, size, sha in files]
-    query = f"?delay={scenario.delay:g}" if scenario.delay else ""
+    query = f"?delay={scenario.delay:g}" if scenario.delay else f"?rate={scenario.rate}" if scenario.rate else ""
     hashes = builtin_hashes(package_python(), [(name, scenario.size) for name in names], REPO)
     return [
         Entry(f"{server.base_url}/bytes/{scenario.size}/{name}{query}", name, scenario.size, sha)
@@ -250,7 +250,7 @@ def run_once(tool: Tool, prefix: list[str], scenario: Scenario, entries: Sequenc
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
     logs.mkdir(exist_ok=True)
-    argv = tool.command(prefix, Job(entries, dest, scratch, scenario.concurrency))
+    argv = tool.command(prefix, Job(entries, dest, scratch, scenario.concurrency, scenario.split))
     log_path = logs / f"{scenario.name}-{tool.key}-{rep}.log"
     os.sync()  # write back earlier files now, not during this run
     measurement = run_measured(argv, timeout=timeout, log_path=log_path, env=child_env(), cwd=scratch)

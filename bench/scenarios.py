@@ -38,6 +38,10 @@ class Scenario:
     """Seconds the server waits before answering each request (builtin server only)."""
     builtin_only: bool = False
     """True when only the builtin server can serve it (nginx cannot delay answers)."""
+    rate: int = 0
+    """Bytes per second the server sends on each connection (builtin server only; 0 = no cap)."""
+    split: int = 1
+    """Connections a tool that can split one file (downloader --split, aria2c -x/-s) may use per file."""
 
     @property
     def total_bytes(self) -> int:
@@ -57,6 +61,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "latency", 200, 1 * KiB, 200, "200 files of 1 KiB, each answered after 1 s, 200 at a time",
             delay=1.0, builtin_only=True,
+        ),
+        Scenario(
+            "split", 1, 64 * MiB, 1, "1 file of 64 MiB from a server capping each connection at 8 MiB/s; "
+            "tools that can split a file use 4 connections",
+            builtin_only=True, rate=8 * MiB, split=4,
         ),
     )
 }

@@ -31,6 +31,8 @@ class Job:
     scratch: Path
     """A directory outside ``dest`` for the tool's input file."""
     concurrency: int
+    split: int = 1
+    """Connections per file for the tools that can split one (1: no splitting)."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,9 @@ def downloader_command(engine: str) -> Callable[[list[str], Job], list[str]]:
         url_list = _write_lines(job.scratch / "urls.txt", (entry.url for entry in job.entries))
         # --per-host J: every URL here is on one host, and the other tools put all J
         # connections on it too (downloader's polite default is half of -j per host).
+        split = ["--split", str(job.split), "--min-split-size", "1M"] if job.split > 1 else []
         return [*prefix, "-i", str(url_list), "-d", str(job.dest), "-e", engine, "-j", str(job.concurrency),
-                "--per-host", str(job.concurrency), "-q"]
+                "--per-host", str(max(job.concurrency, job.split)), "-q", *split]
 
     return command
 
@@ -115,7 +118,9 @@ def aria2c_command(prefix: list[str], job: Job) -> list[str]:
         "--no-conf",  # ignore ~/.aria2/aria2.conf
         "-i", str(url_list), "-d", str(job.dest),
         "-j", str(job.concurrency),  # --max-concurrent-downloads
-        "-x1", "-s1",  # one connection per file, no splitting: same strategy as the others
+        # One connection per file, no splitting, like the others; in the split scenario
+        # as many connections per file as downloader --split gets.
+        f"-x{job.split}", f"-s{job.split}", "--min-split-size=1M",
         "--console-log-level=warn", "--summary-interval=0", "--download-result=hide",
         "--allow-overwrite=true", "--auto-file-renaming=false",
         "--file-allocation=none",  # default 'prealloc' writes every file twice

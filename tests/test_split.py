@@ -115,3 +115,13 @@ def test_sigkill_during_a_split_transfer_then_rerun(server: Server, engine: str,
     assert body(name, size) == (tmp_path / name).read_bytes()
     slack = 4 * (Splitter.SAVE_EVERY + 2 * 1024 * 1024)
     assert server.bytes_sent(path) <= size + slack
+
+
+def test_split_works_with_one_transfer_at_a_time(server: Server, split: Config) -> None:
+    """-j 1 --split 4: the pool holds a connection per segment, so nothing waits on itself."""
+    name = f"{split.engine}-split-j1.bin"
+
+    [result] = download([server.file_url(name, SIZE)], config=dataclasses.replace(split, concurrency=1))
+
+    assert Status.DOWNLOADED == result.status
+    assert 4 == len(server.requests(f"/bytes/{SIZE}/{name}"))

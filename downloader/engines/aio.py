@@ -80,7 +80,9 @@ async def _session(config: Config) -> AsyncIterator[aiohttp.ClientSession]:
     # read_bufsize: aiohttp pauses the socket above this much unread data; at its
     # 64 KiB default the pause/resume churn cost twice the system time on large files.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout, sock_read=config.timeout)
-    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=0, ttl_dns_cache=300, ssl=_tls(config))
+    # Each transfer may open up to --split connections; per-host caps are politeness's.
+    connector = aiohttp.TCPConnector(limit=config.concurrency * config.split, limit_per_host=0, ttl_dns_cache=300,
+                                     ssl=_tls(config))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      read_bufsize=config.chunk_size,
                                      trust_env=False, raise_for_status=False) as session:

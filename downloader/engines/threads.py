@@ -79,7 +79,8 @@ def _session(config: Config) -> Iterator[FuturesSession]:
     session = FuturesSession(executor=executor)
     # requests-futures only enlarges the pool above 10 workers; size it to match always,
     # and let our own retry policy, not urllib3's, decide about retries.
-    adapter = HTTPAdapter(pool_connections=config.concurrency, pool_maxsize=config.concurrency, max_retries=0)
+    pool = config.concurrency * config.split  # each transfer may open up to --split connections
+    adapter = HTTPAdapter(pool_connections=config.concurrency, pool_maxsize=pool, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False  # proxies and credentials come from Config, the same for both engines
