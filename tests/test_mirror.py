@@ -170,3 +170,20 @@ def test_limit_rate_caps_the_total_bandwidth(server: Server, mirror: Config) -> 
     elapsed = time.monotonic() - started
     assert {Status.DOWNLOADED} == {r.status for r in results}
     assert 1.2 <= elapsed <= 2.5, elapsed
+
+
+def test_many_throttled_urls_do_not_starve_a_healthy_host(server: Server, mirror: Config) -> None:
+    """Three URLs of a host answering 429 (Retry-After 1) come first in the list; the other host's files still
+    all arrive before any of the throttled ones, which succeed after their pause."""
+    throttled = []
+    for i in range(3):
+        path = f"/bytes/10/{mirror.engine}-busy-{i}"
+        server.set_rule(path, Rule(status=429, retry_after="1", times=1))
+        throttled.append(server.url(path))
+    healthy = [f"http://localhost:{server.port}/bytes/5000/{mirror.engine}-calm-{i}.bin" for i in range(10)]
+
+    results = download(throttled + healthy, config=dataclasses.replace(mirror, concurrency=2, per_host=2))
+
+    order = [r.url for r in results]
+    assert {Status.DOWNLOADED} == {r.status for r in results}
+    assert max(order.index(u) for u in healthy) < min(order.index(u) for u in throttled)

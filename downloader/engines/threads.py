@@ -33,6 +33,9 @@ __all__ = ["run"]
 log = logging.getLogger(__name__)
 
 
+WORKERS_PER_TRANSFER = 4
+
+
 class Interrupted(BaseException):
     """Raised inside a worker when the run is stopping; never reported as a result."""
 
@@ -40,13 +43,15 @@ class Interrupted(BaseException):
 def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
     """Fetch every entry with ``config.concurrency`` worker threads."""
     stop = threading.Event()
-    # At most two jobs per worker are admitted and not yet finished (running or
-    # queued in the executor, whose own queue has no bound).
-    slots = threading.BoundedSemaphore(2 * config.concurrency)
+    # Four workers per transfer: a worker waiting for its host's slot or for a retry
+    # holds no connection (``active`` counts those, -j of them), so a paused host does
+    # not idle the others. At most two jobs per worker are admitted and not finished
+    # (running or queued in the executor, whose own queue has no bound).
+    slots = threading.BoundedSemaphore(2 * WORKERS_PER_TRANSFER * config.concurrency)
     politeness = ThreadPoliteness(config.host_limit, config.limit_rate, stop=stop,
                                   interrupt=Interrupted, **pause_settings(config.backoff_base, config.max_wait))
     with _session(config) as session:
-        context = _Context(session, config, events, politeness, stop)
+        context = _Context(session, config, events, politeness, stop, threading.BoundedSemaphore(config.concurrency))
         try:
             for entry in entries:
                 slots.acquire()
@@ -71,11 +76,13 @@ class _Context:
     events: Events
     politeness: ThreadPoliteness
     stop: threading.Event
+    active: threading.BoundedSemaphore
+    """One per transfer talking to a server: -j of them, whatever the number of workers."""
 
 
 @contextlib.contextmanager
 def _session(config: Config) -> Iterator[FuturesSession]:
-    executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="fetch")
+    executor = ThreadPoolExecutor(max_workers=WORKERS_PER_TRANSFER * config.concurrency, thread_name_prefix="fetch")
     session = FuturesSession(executor=executor)
     # requests-futures only enlarges the pool above 10 workers; size it to match always,
     # and let our own retry policy, not urllib3's, decide about retries.
@@ -136,7 +143,7 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
             request = transfer.refuse_split()
         while True:  # one request per turn: a REDIRECT or a RESTART asks again
             with _mapped_errors(job.url, transfer.part):
-                with context.politeness.host(host_key(request.url)) as slot, \
+                with context.politeness.host(host_key(request.url)) as slot, context.active, \
                         _get(context.session, request, context.config) as response:
                     note_response(slot, response.status_code, response.headers)
                     decision = transfer.judge(response.status_code, response.headers)
