@@ -42,6 +42,7 @@ class Run:
             engine(iter(entries), self.config, self.progress, self.dispatcher)
         except BaseException:
             self._interrupted = True
+            self.dispatcher.record_in_flight()
             raise
         finally:
             self.progress.close()

@@ -60,6 +60,7 @@ class _Claim:
     url: str
     origin: str | None
     parked: list[Job] = field(default_factory=list)
+    job: Job | None = None
 
 
 def failed_result(url: str, error: DownloadError | str, origin: str | None = None, path: Path | None = None,
@@ -106,8 +107,7 @@ class Dispatcher:
         with self._lock:
             claim = self._claims.get(path)
             if claim is None and (present is None or current is not None):
-                self._claims[path] = _Claim(entry.url, entry.origin)
-                self._remember(entry, path, "pending")
+                self._claims[path] = _Claim(entry.url, entry.origin, job=entry)
                 return Admission(Verdict.START, entry, path, current)
             if claim is not None and claim.url == entry.url:
                 claim.parked.append(entry)
@@ -143,8 +143,20 @@ class Dispatcher:
         path = naming.output_path(job, self._dest, layout=self._config.layout)
         if self._manifest is None or job.out is not None:
             return path
-        owner = self._manifest.owner(self._relative(path))
+        # The owner is a transfer in flight (not written to the manifest until it ends)
+        # or a URL the manifest has.
+        with self._lock:
+            claim = self._claims.get(path)
+        owner = claim.url if claim is not None else self._manifest.owner(self._relative(path))
         return path if owner in (None, job.url) else naming.collision_path(path, job.url)
+
+    def record_in_flight(self) -> None:
+        """Write the transfers still in flight to the manifest as ``pending`` (an interrupted run)."""
+        with self._lock:
+            claims = [(path, claim) for path, claim in self._claims.items() if claim.job is not None]
+        for path, claim in claims:
+            assert claim.job is not None
+            self._remember(claim.job, path, "pending")
 
     def _relative(self, path: Path) -> str:
         # String slicing, not Path.relative_to: this runs twice per file.
