@@ -114,8 +114,8 @@ class Dispatcher:
                 return Admission(Verdict.PARKED)
         if claim is not None:
             where = f" ({claim.origin})" if claim.origin else ""
-            error = InvalidJob(entry.url, f"{path} is already being written by {claim.url}{where}; not overwriting it")
-            return self._settle_now(failed_result(entry.url, error, entry.origin, path, entry))
+            refusal = InvalidJob(entry.url, f"{path} is already being written by {claim.url}{where}; not overwriting it")
+            return self._settle_now(failed_result(entry.url, refusal, entry.origin, path, entry))
         assert present is not None
         return self._settle_now(present)
 
