@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -12,11 +13,13 @@ from downloader.config import Config, EngineName
 from downloader.dispatch import Dispatcher
 from downloader.engines import get_engine
 from downloader.jobs import Job, Result
-from downloader.manifest import Manifest
+from downloader.manifest import Manifest, ManifestError
 from downloader.progress import Progress, Summary
 from downloader.sources import Entry, read_urls
 
 __all__ = ["Run", "download"]
+
+log = logging.getLogger(__name__)
 
 
 class Run:
@@ -46,9 +49,16 @@ class Run:
             raise
         finally:
             self.progress.close()
-            if self.manifest is not None:
-                self.manifest.close()
+            self._close_manifest()
         return self.summary()
+
+    def _close_manifest(self) -> None:
+        if self.manifest is None:
+            return
+        try:
+            self.manifest.close()
+        except ManifestError as error:  # the downloads are done; only the bookkeeping failed
+            log.error("manifest not fully written: %s", error)
 
     def summary(self) -> Summary:
         """Counts so far; jobs still in flight count as interrupted once the run was stopped."""

@@ -28,7 +28,7 @@ from downloader.config import Config
 from downloader.core import Validators
 from downloader.errors import DownloadError, InvalidJob, PartBusy, RetriesExhausted
 from downloader.jobs import Job, Result, Status
-from downloader.manifest import Manifest, Record
+from downloader.manifest import Manifest, ManifestError, Record
 from downloader.progress import Events
 from downloader.sources import Entry
 
@@ -93,7 +93,7 @@ class Dispatcher:
         self._events.job_seen()
         if isinstance(entry, InvalidJob):
             return self._settle_now(failed_result(entry.url, entry, entry.origin))
-        record = self._manifest.lookup(entry.url) if self._manifest is not None else None
+        record = self._lookup(entry.url)
         if record is not None and record.status in ("downloaded", "unchanged") and not self._config.sync:
             # The manifest is trusted: a done file is skipped without touching the disk.
             return self._settle_now(_recorded_result(entry, record, self._dest))
@@ -147,8 +147,30 @@ class Dispatcher:
         # or a URL the manifest has.
         with self._lock:
             claim = self._claims.get(path)
-        owner = claim.url if claim is not None else self._manifest.owner(self._relative(path))
+        owner = claim.url if claim is not None else self._owner(self._relative(path))
         return path if owner in (None, job.url) else naming.collision_path(path, job.url)
+
+    # The manifest is bookkeeping: if it fails (disk full, locked for too long), the run
+    # goes on without it, said once in the log, rather than stopping every transfer.
+
+    def _lookup(self, url: str) -> Record | None:
+        try:
+            return self._manifest.lookup(url) if self._manifest is not None else None
+        except ManifestError as error:
+            self._drop_manifest(error)
+            return None
+
+    def _owner(self, path: str) -> str | None:
+        try:
+            return self._manifest.owner(path) if self._manifest is not None else None
+        except ManifestError as error:
+            self._drop_manifest(error)
+            return None
+
+    def _drop_manifest(self, error: ManifestError) -> None:
+        if self._manifest is not None:
+            log.error("manifest disabled for the rest of this run: %s", error)
+            self._manifest = None
 
     def record_in_flight(self) -> None:
         """Write the transfers still in flight to the manifest as ``pending`` (an interrupted run)."""
@@ -168,12 +190,16 @@ class Dispatcher:
         if self._manifest is None:
             return
         now = time.time()
-        self._manifest.record(Record(
+        record = Record(
             url=job.url, path=self._relative(path) if path else "", status=status,
             size=result.size if result else None, sha256=result.sha256 if result else None,
             etag=result.etag if result else None, last_modified=result.last_modified if result else None,
             final_url=result.final_url if result else None, attempts=result.attempts if result else 0,
-            error=result.error if result and result.status is Status.FAILED else None, first_seen=now, updated=now))
+            error=result.error if result and result.status is Status.FAILED else None, first_seen=now, updated=now)
+        try:
+            self._manifest.record(record)
+        except ManifestError as error:
+            self._drop_manifest(error)
 
 
 def _recorded_result(job: Job, record: Record, dest: Path) -> Result:

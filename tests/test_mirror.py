@@ -187,3 +187,18 @@ def test_many_throttled_urls_do_not_starve_a_healthy_host(server: Server, mirror
     order = [r.url for r in results]
     assert {Status.DOWNLOADED} == {r.status for r in results}
     assert max(order.index(u) for u in healthy) < min(order.index(u) for u in throttled)
+
+
+def test_a_failing_manifest_does_not_stop_the_downloads(server: Server, mirror: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the manifest cannot be written any more, the run goes on without it and every file arrives."""
+    from downloader.manifest import ManifestError
+
+    def broken(self: Manifest, record: object) -> None:
+        raise ManifestError(self.path, "disk full")
+
+    monkeypatch.setattr(Manifest, "record", broken)
+    urls = [server.file_url(f"{mirror.engine}-nomanifest-{i}.bin", 100) for i in range(5)]
+
+    results = download(urls, config=mirror)
+
+    assert {Status.DOWNLOADED} == {r.status for r in results}
