@@ -521,8 +521,9 @@ class Splitter:
         start, end, _ = self.state.segments[index]
         return end - start - self.done[index]
 
-    def write(self, index: int, chunk: bytes) -> None:
-        """Write ``chunk`` where segment ``index`` continues, and count it."""
+    def write(self, index: int, chunk: bytes) -> int:
+        """Write ``chunk`` where segment ``index`` continues, and count it; how many bytes
+        were taken (no more than the segment still misses)."""
         assert self.state.segments is not None and self.transfer.fd is not None
         chunk = chunk[: self.remaining(index)]
         position = self.state.segments[index][0] + self.done[index]
@@ -542,6 +543,7 @@ class Splitter:
                 self._unsaved = 0
         if due:
             self.save()
+        return len(chunk)
 
     def save(self) -> None:
         """Save the segment table as it stands (what it counts is already written)."""

@@ -230,9 +230,9 @@ async def _segment(context: _Context, splitter: Splitter, index: int, first: aio
 
 async def _stream_segment(response: aiohttp.ClientResponse, splitter: Splitter, index: int, context: _Context) -> None:
     async for chunk in response.content.iter_chunked(context.config.chunk_size):
-        await asyncio.to_thread(splitter.write, index, chunk)
-        context.events.bytes_received(len(chunk))
-        await context.politeness.spend(len(chunk))
+        taken = await asyncio.to_thread(splitter.write, index, chunk)
+        context.events.bytes_received(taken)
+        await context.politeness.spend(taken)
         if not splitter.remaining(index):
             return  # segment 0 stops reading the whole-file answer at its end
     if splitter.remaining(index):

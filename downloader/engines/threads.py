@@ -229,9 +229,9 @@ def _segment(context: _Context, splitter: Splitter, index: int, first: requests.
 
 def _stream_segment(response: requests.Response, splitter: Splitter, index: int, context: _Context) -> None:
     for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
-        splitter.write(index, chunk)
-        context.events.bytes_received(len(chunk))
-        context.politeness.spend(len(chunk))
+        taken = splitter.write(index, chunk)
+        context.events.bytes_received(taken)
+        context.politeness.spend(taken)
         if context.stop.is_set():
             raise Interrupted
         if not splitter.remaining(index):
