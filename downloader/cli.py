@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed-time", type=_seconds, default=60.0, metavar="SECONDS",
                         help="how long a transfer may stay under --speed-limit (default 60)")
     parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
+    _add_mirroring_options(parser)
+    _add_request_options(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
+    parser.add_argument("--report", metavar="FILE", help="write a JSON Lines report: one object per URL, then a summary")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read the list and print what would be downloaded, resumed, skipped or refused; fetch nothing")
+    parser.add_argument("--failed", metavar="FILE", help="write the failed URLs in list format, to run again with -i")
+    parser.add_argument("--version", action="version", version=f"downloader {__version__}")
+    return parser
+
+
+def _add_mirroring_options(parser: argparse.ArgumentParser) -> None:
     mirror = parser.add_argument_group("naming and mirroring")
     mirror.add_argument("--layout", choices=("flat", "mirror"), default="flat",
                         help="flat: files in DIR; mirror: DIR/host[:port]/path like wget -x (default flat)")
@@ -84,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="simultaneous connections to one host (default: half of -j, at least 1)")
     polite.add_argument("--limit-rate", type=_rate, metavar="RATE",
                         help="total bandwidth cap, bytes per second with k, M, G suffixes (e.g. 500k, 20M)")
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
     requests_ = parser.add_argument_group("requests")
     requests_.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                            help="extra request header; may be repeated (not sent to other hosts after a redirect "
@@ -97,14 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     requests_.add_argument("--max-redirects", type=_count, default=10, metavar="N", help="redirect hops allowed (default 10)")
     requests_.add_argument("--max-filesize", type=_amount, metavar="BYTES",
                            help="refuse bodies larger than this, announced or received (suffixes k, M, G)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
-    parser.add_argument("--report", metavar="FILE", help="write a JSON Lines report: one object per URL, then a summary")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="read the list and print what would be downloaded, resumed, skipped or refused; fetch nothing")
-    parser.add_argument("--failed", metavar="FILE", help="write the failed URLs in list format, to run again with -i")
-    parser.add_argument("--version", action="version", version=f"downloader {__version__}")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
