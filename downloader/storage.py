@@ -25,6 +25,7 @@ import functools
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from email.utils import formatdate
@@ -57,12 +58,13 @@ def existing_result(job: Job, path: Path) -> Result | None:
         InvalidJob: the final path is a directory, or the file there has another size than ``size=``.
     """
     try:
-        size = path.stat().st_size
+        found = path.stat()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise local_error(job.url, exc, path) from exc
-    if path.is_dir():
+    size = found.st_size
+    if stat.S_ISDIR(found.st_mode):
         raise InvalidJob(job.url, f"{path} is a directory")
     if job.size is not None and size != job.size:
         raise InvalidJob(job.url, f"{path} exists with {size} bytes but the list says size={job.size}; left untouched")
@@ -118,7 +120,6 @@ class Transfer:
         self._finished = False
         self._hasher = hashlib.sha256() if job.sha256 else None
         self._validators = core.Validators()
-        self._segment_state: ResumeState | None = None
         self._split_refused = False
         self._disposition: str | None = None
         self._meter: core.LowSpeedMeter | None = None
@@ -230,9 +231,7 @@ class Transfer:
         self._ready(save_state=False)
         assert self.fd is not None
         try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(self.fd, view):]
+            _write_all(self.fd, body, 0)  # a small body is always a whole file
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
         return self.finish()
@@ -320,30 +319,16 @@ class Transfer:
         self.state = None
         return self.prepare()
 
-    def finish_split(self, received: int) -> Result:
-        """Check a part whose segments are all in and give it its final name."""
-        assert self.state is not None or self.decision is not None
-        total = sum(end - start for start, end, _ in (self._split_state().segments or ()))
-        digest = self._digest_of_part(total) if self.job.sha256 else None
+    def finish_split(self, total: int, received: int) -> Result:
+        """Check a part whose ``total`` bytes of segments are all in and give it its final name."""
+        digest = None
+        if self.job.sha256:
+            # Segments arrive out of order: the part is read once, at the end.
+            assert self.fd is not None
+            hasher = hashlib.sha256()
+            _hash_part(self.fd, hasher, total)
+            digest = hasher.hexdigest()
         return self._complete(total, total, digest, received)
-
-    def _split_state(self) -> ResumeState:
-        state = self._segment_state
-        assert state is not None
-        return state
-
-    def _digest_of_part(self, total: int) -> str:
-        """sha256 of the whole part, read once: segments arrive out of order."""
-        hasher = hashlib.sha256()
-        assert self.fd is not None
-        position = 0
-        while position < total:
-            block = os.pread(self.fd, min(_PRIME_BLOCK, total - position), position)
-            if not block:
-                break
-            hasher.update(block)
-            position += len(block)
-        return hasher.hexdigest()
 
     def _place_without_clobber(self, wanted: Path) -> Path:
         """Give the part a name the server chose, never replacing a file already there.
@@ -458,13 +443,8 @@ class Transfer:
         if self._hasher is None or not offset:
             return
         assert self.fd is not None
-        position = 0
-        while position < offset:
-            block = os.pread(self.fd, min(_PRIME_BLOCK, offset - position), position)
-            if not block:
-                raise OSError(f"{self.part} is shorter than {offset} bytes")
-            self._hasher.update(block)
-            position += len(block)
+        if _hash_part(self.fd, self._hasher, offset) < offset:
+            raise OSError(f"{self.part} is shorter than {offset} bytes")
 
 
 class Splitter:
@@ -488,7 +468,6 @@ class Splitter:
         self._unsaved = 0
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # one writer of the state file at a time
-        transfer._segment_state = state
 
     @property
     def total(self) -> int:
@@ -528,10 +507,7 @@ class Splitter:
         chunk = chunk[: self.remaining(index)]
         position = self.state.segments[index][0] + self.done[index]
         try:
-            view = memoryview(chunk)
-            while view:
-                written = os.pwrite(self.transfer.fd, view, position)
-                view, position = view[written:], position + written
+            _write_all(self.transfer.fd, chunk, position)
         except OSError as exc:
             raise local_error(self.transfer.job.url, exc, self.transfer.part) from exc
         with self._lock:
@@ -557,7 +533,27 @@ class Splitter:
             raise local_error(self.transfer.job.url, exc, self.transfer.state_file) from exc
 
     def finish(self) -> Result:
-        return self.transfer.finish_split(self.received)
+        return self.transfer.finish_split(self.total, self.received)
+
+
+def _hash_part(fd: int, hasher: hashlib._Hash, length: int) -> int:
+    """Feed the first ``length`` bytes of ``fd`` to ``hasher``; how many there were."""
+    position = 0
+    while position < length:
+        block = os.pread(fd, min(_PRIME_BLOCK, length - position), position)
+        if not block:
+            break
+        hasher.update(block)
+        position += len(block)
+    return position
+
+
+def _write_all(fd: int, data: bytes, position: int) -> None:
+    """Write all of ``data`` at ``position`` of ``fd`` (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view, position = view[written:], position + written
 
 
 def _make_directory(path: Path) -> None:
