@@ -429,15 +429,19 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
 
 def parse_http_date(value: str | None) -> float | None:
     """Seconds since the epoch from an HTTP-date (RFC 9110 §5.6.7), or None."""
+    when = _http_datetime(value)
+    return None if when is None else when.timestamp()
+
+
+def _http_datetime(value: str | None) -> datetime | None:
+    """An HTTP-date as an aware datetime (UTC when it names no zone), or None."""
     if not value:
         return None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -447,12 +451,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     value = value.strip()
     if _DIGITS.fullmatch(value):
         return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    when = _http_datetime(value)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
