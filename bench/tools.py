@@ -71,11 +71,10 @@ def downloader_command(engine: str) -> Callable[[list[str], Job], list[str]]:
         # Plain URLs: the default output name is the URL's last path segment. No
         # size=/sha256= fields, so it does not verify anything the others don't.
         url_list = _write_lines(job.scratch / "urls.txt", (entry.url for entry in job.entries))
-        # --per-host J: every URL here is on one host, and the other tools put all J
-        # connections on it too (downloader's polite default is half of -j per host).
+        # The defaults otherwise: a lone host may use every connection of the run.
         split = ["--split", str(job.split), "--min-split-size", "1M"] if job.split > 1 else []
         return [*prefix, "-i", str(url_list), "-d", str(job.dest), "-e", engine, "-j", str(job.concurrency),
-                "--per-host", str(max(job.concurrency, job.split)), "-q", *split]
+                "-q", *split]
 
     return command
 

@@ -94,7 +94,8 @@ def _add_mirroring_options(parser: argparse.ArgumentParser) -> None:
                        help="smallest segment (default 20M): a file is split only when at least twice this")
     polite = parser.add_argument_group("politeness")
     polite.add_argument("--per-host", type=_positive_int, metavar="N",
-                        help="simultaneous connections to one host (default: half of -j, at least 1)")
+                        help="simultaneous connections to one host (default: half of -j while other "
+                             "hosts have connections, all of -j for a host alone)")
     polite.add_argument("--limit-rate", type=_rate, metavar="RATE",
                         help="total bandwidth cap, bytes per second with k, M, G suffixes (e.g. 500k, 20M)")
 

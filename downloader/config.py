@@ -76,8 +76,10 @@ class Config:
     content_disposition: bool = False
     """Name files after the server's Content-Disposition when it gives one (out= still wins)."""
     per_host: int | None = None
-    """Simultaneous connections to one host (host:port); None means half of ``concurrency``
-    (at least 1): a mirror run never puts all its connections on one server unasked."""
+    """Simultaneous connections to one host (host:port). None means half of ``concurrency``
+    (at least 1 and at least ``split``) while other hosts have connections, and all of the
+    run's connections for a host that is alone: a mirror of many hosts shares them, a list
+    of one host is not slowed (see :attr:`host_limit`, :attr:`host_ceiling`)."""
     limit_rate: int | None = None
     """Total bandwidth of the run in bytes per second; None means no limit."""
     split: int = 1
@@ -91,8 +93,16 @@ class Config:
 
     @property
     def host_limit(self) -> int:
-        """Connections allowed per host: ``per_host``, or half of ``concurrency`` by default."""
-        return self.per_host if self.per_host is not None else max(1, self.concurrency // 2)
+        """Connections allowed per host: ``per_host``, or by default half of ``concurrency``
+        (at least 1, and at least ``split``, so that one file can be split as asked)."""
+        return self.per_host if self.per_host is not None else max(1, self.concurrency // 2, self.split)
+
+    @property
+    def host_ceiling(self) -> int | None:
+        """Connections a host may borrow up to while no other host has one, under the default
+        ``per_host``: every connection of the run (``concurrency`` x ``split``). None (no
+        borrowing) when ``per_host`` is given."""
+        return self.concurrency * self.split if self.per_host is None else None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dest", Path(self.dest))

@@ -3,6 +3,10 @@
 Three rules, for ``--per-host N`` and ``--limit-rate RATE``:
 
 1. At most ``N`` simultaneous connections to one host (``host:port``) across the run.
+   With a ``ceiling`` above ``N`` (the default ``--per-host``), a host that is the
+   only one with connections may borrow slots up to the ceiling: a list of one
+   host uses all of ``-j``, and as soon as another host has a connection, nobody
+   borrows any more (slots come back as transfers end).
 2. The run's total bandwidth stays under ``RATE`` bytes per second (a token bucket).
    A transfer waits only for its own bytes: nobody holds a lock while sleeping.
 3. A host that answers 429 or 503 is slowed on its own: its limit is halved (at
@@ -185,6 +189,7 @@ class _Host:
 
     limit: int
     active: int = 0
+    """Slots taken and not yet released (borrowed ones included)."""
     paused_until: float = -math.inf
     seen: float = 0.0
     """When a slot was last taken or given back: idle hosts are forgotten after a while."""
@@ -202,6 +207,9 @@ class HostPolicy:
             would otherwise hold every job for it (the retry policy fails those URLs).
         forget_after: seconds after which an idle host whose pause is over is forgotten,
             even at a reduced limit (it then starts again at ``per_host``).
+        ceiling: when above ``per_host``, the most slots a host may have while no
+            other host has any (borrowed slots); a host whose limit was cut by a
+            429/503 borrows nothing until it has recovered.
 
     Memory: a host is dropped as soon as it has no connection, no pause and its full
     limit, which is the case of every host that never throttled; hosts left idle at
@@ -210,9 +218,11 @@ class HostPolicy:
     """
 
     def __init__(self, per_host: int, *, pause: float = 5.0, max_pause: float = 300.0,
-                 forget_after: float = 60.0) -> None:
+                 forget_after: float = 60.0, ceiling: int | None = None) -> None:
         if per_host < 1:
             raise ValueError(f"per_host must be at least 1, not {per_host}")
+        if ceiling is not None and ceiling < per_host:
+            raise ValueError(f"ceiling must be at least per_host ({per_host}), not {ceiling}")
         if not (0 <= pause <= max_pause):
             raise ValueError(f"need 0 <= pause <= max_pause, not pause={pause}, max_pause={max_pause}")
         if forget_after < 0:
@@ -221,7 +231,9 @@ class HostPolicy:
         self.pause = pause
         self.max_pause = max_pause
         self.forget_after = forget_after
+        self.ceiling = ceiling if ceiling is not None else per_host
         self._hosts: dict[str, _Host] = {}
+        self._busy = 0  # hosts with at least one slot taken
         self._sweep_at = _SWEEP_MIN
 
     def __len__(self) -> int:
@@ -257,8 +269,10 @@ class HostPolicy:
             state = _Host(self.per_host)  # stored only once a slot is taken
         if now < state.paused_until:
             return state.paused_until - now
-        if state.active >= state.limit:
+        if state.active >= state.limit and not self._may_borrow(state):
             return math.inf
+        if state.active == 0:
+            self._busy += 1
         state.active += 1
         state.seen = now
         self._hosts[host] = state
@@ -279,6 +293,8 @@ class HostPolicy:
         if state is None or state.active == 0:
             raise RuntimeError(f"release for {host!r}, which has no connection slot taken")
         state.active -= 1
+        if state.active == 0:
+            self._busy -= 1
         state.seen = now
         if outcome == "throttled":
             self._throttle(state, now, retry_after)
@@ -288,6 +304,12 @@ class HostPolicy:
             state.limit = min(self.per_host, state.limit + 1)
         if state.active == 0 and now >= state.paused_until and state.limit == self.per_host:
             del self._hosts[host]
+
+    def _may_borrow(self, state: _Host) -> bool:
+        """A host at its limit may take one more slot: it is alone (no other host has
+        a slot), has its full limit (not cut by a throttle) and is under the ceiling."""
+        return (state.active < self.ceiling and state.limit == self.per_host
+                and self._busy == (1 if state.active else 0))
 
     def _throttle(self, state: _Host, now: float, retry_after: float | None) -> None:
         # Halve once per pause: the other answers that arrive during it come from
@@ -354,15 +376,16 @@ class AsyncPoliteness:
         per_host: the most connections to one host.
         rate: the run's bandwidth in bytes per second, or None for no limit.
         clock: the time source of the pure core; monotonic, in seconds.
-        pause, max_pause: as for :class:`HostPolicy`.
+        pause, max_pause, ceiling: as for :class:`HostPolicy`.
         burst: as for :class:`TokenBucket`.
 
     Use it from one event loop only: its waiters are that loop's futures.
     """
 
     def __init__(self, per_host: int, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
-                 pause: float = 5.0, max_pause: float = 300.0, burst: float | None = None) -> None:
-        self.policy = HostPolicy(per_host, pause=pause, max_pause=max_pause)
+                 pause: float = 5.0, max_pause: float = 300.0, burst: float | None = None,
+                 ceiling: int | None = None) -> None:
+        self.policy = HostPolicy(per_host, pause=pause, max_pause=max_pause, ceiling=ceiling)
         self.bucket = TokenBucket(rate, burst) if rate is not None else None
         self._clock = clock
         self._queues: dict[str, deque[asyncio.Future[None]]] = {}  # hosts with waiters, first in line first
@@ -466,7 +489,7 @@ class ThreadPoliteness:
     """Politeness for the threads engine: the same as :class:`AsyncPoliteness`, for worker threads.
 
     Args:
-        per_host, rate, clock, pause, max_pause, burst: as for :class:`AsyncPoliteness`.
+        per_host, rate, clock, pause, max_pause, burst, ceiling: as for :class:`AsyncPoliteness`.
         stop: when set, every wait here ends within :data:`STOP_POLL` seconds by raising
             ``interrupt()``.
         interrupt: the exception type raised on ``stop`` (the engine passes its own).
@@ -477,8 +500,9 @@ class ThreadPoliteness:
 
     def __init__(self, per_host: int, rate: float | None, *, stop: threading.Event | None = None,
                  interrupt: type[BaseException] = Stopped, clock: Callable[[], float] = time.monotonic,
-                 pause: float = 5.0, max_pause: float = 300.0, burst: float | None = None) -> None:
-        self.policy = HostPolicy(per_host, pause=pause, max_pause=max_pause)
+                 pause: float = 5.0, max_pause: float = 300.0, burst: float | None = None,
+                 ceiling: int | None = None) -> None:
+        self.policy = HostPolicy(per_host, pause=pause, max_pause=max_pause, ceiling=ceiling)
         self.bucket = TokenBucket(rate, burst) if rate is not None else None
         self._stop = stop if stop is not None else threading.Event()
         self._interrupt = interrupt

@@ -160,6 +160,36 @@ def test_throttled_host_does_not_slow_a_healthy_one(server: Server, mirror: Conf
     assert results[-1].url == server.url(slow)  # and the healthy host finished first
 
 
+def test_default_per_host_lets_a_lone_host_use_every_connection(server: Server, mirror: Config) -> None:
+    """Without --per-host, eight slow URLs of one host with -j 8 run all at once (not four, then four)."""
+    urls = []
+    for i in range(8):
+        path = f"/bytes/100/{mirror.engine}-lone-{i}.bin"
+        server.set_rule(path, Rule(delay=0.8))
+        urls.append(server.url(path))
+    started = time.monotonic()
+
+    results = download(urls, config=dataclasses.replace(mirror, concurrency=8, per_host=None))
+
+    assert {Status.DOWNLOADED} == {r.status for r in results}
+    assert time.monotonic() - started < 1.5  # four at a time would take 1.6 s or more
+
+
+def test_given_per_host_is_a_hard_cap_even_for_a_lone_host(server: Server, mirror: Config) -> None:
+    """--per-host 2 holds one host to two connections even when it is alone: four 0.5 s URLs take two rounds."""
+    urls = []
+    for i in range(4):
+        path = f"/bytes/100/{mirror.engine}-capped-{i}.bin"
+        server.set_rule(path, Rule(delay=0.5))
+        urls.append(server.url(path))
+    started = time.monotonic()
+
+    results = download(urls, config=dataclasses.replace(mirror, concurrency=8, per_host=2))
+
+    assert {Status.DOWNLOADED} == {r.status for r in results}
+    assert time.monotonic() - started >= 1.0
+
+
 def test_limit_rate_caps_the_total_bandwidth(server: Server, mirror: Config) -> None:
     """--limit-rate 1M: 3 MiB over four transfers takes about 3 s less the first burst, never much less."""
     urls = [server.file_url(f"{mirror.engine}-rate-{i}.bin", 768 * 1024) for i in range(4)]

@@ -192,6 +192,45 @@ def test_policy_caps_connections_per_host() -> None:
     assert (2, 2) == (policy.active("a"), policy.limit("a"))
 
 
+def test_policy_lone_host_borrows_up_to_the_ceiling() -> None:
+    """With a ceiling, a host alone takes slots beyond per_host up to the ceiling, and no more."""
+    policy = HostPolicy(2, ceiling=5)
+
+    assert [None] * 5 + [math.inf] == [policy.try_acquire("a", 0.0) for _ in range(6)]
+    assert (5, 2) == (policy.active("a"), policy.limit("a"))
+
+
+def test_policy_no_borrowing_while_another_host_has_a_slot() -> None:
+    """Once a second host holds a slot, the first gets no slot beyond per_host until it is alone again."""
+    policy = HostPolicy(2, ceiling=6)
+    borrowed = [policy.try_acquire("a", 0.0) for _ in range(4)]
+    others = [policy.try_acquire("b", 0.0) for _ in range(3)]
+
+    assert [None] * 4 == borrowed
+    assert [None, None, math.inf] == others  # b is held to per_host: a has slots
+    for _ in range(2):
+        policy.release("a", outcome="ok", now=1.0)
+    assert math.inf == policy.try_acquire("a", 1.0)  # a is back at per_host, b still busy
+    for _ in range(2):
+        policy.release("b", outcome="ok", now=2.0)
+    assert None is policy.try_acquire("a", 2.0)  # alone again: borrows
+
+
+def test_policy_throttled_host_borrows_nothing() -> None:
+    """A host whose limit a 429 cut stays under that limit, alone or not, until it has recovered."""
+    policy = HostPolicy(4, ceiling=8)
+    policy.try_acquire("a", 0.0)
+    policy.release("a", outcome="throttled", now=0.0, retry_after=1.0)
+
+    assert [None, None, math.inf] == [policy.try_acquire("a", 2.0) for _ in range(3)]
+
+
+def test_policy_ceiling_below_per_host_is_refused() -> None:
+    """A ceiling under per_host makes no sense and is refused."""
+    with pytest.raises(ValueError, match="ceiling"):
+        HostPolicy(4, ceiling=3)
+
+
 def test_policy_release_frees_a_slot() -> None:
     """A released slot can be taken again."""
     policy = HostPolicy(1)

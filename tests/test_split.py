@@ -125,3 +125,16 @@ def test_split_works_with_one_transfer_at_a_time(server: Server, split: Config) 
 
     assert Status.DOWNLOADED == result.status
     assert 4 == len(server.requests(f"/bytes/{SIZE}/{name}"))
+
+
+@pytest.mark.timeout(30)
+def test_more_split_files_than_host_slots_do_not_wait_on_each_other(server: Server, split: Config) -> None:
+    """-j 4 --per-host 2 --split 4 with four large files: every transfer holding a slot while its
+    segments wait for another would hang; the first answer's slot is given back instead."""
+    names = [f"{split.engine}-crowded-{i}.bin" for i in range(4)]
+
+    results = download([server.file_url(name, SIZE) for name in names],
+                       config=dataclasses.replace(split, concurrency=4, per_host=2))
+
+    assert {Status.DOWNLOADED} == {r.status for r in results}
+    assert all(body(name, SIZE) == (split.dest / name).read_bytes() for name in names)

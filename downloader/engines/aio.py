@@ -52,7 +52,8 @@ async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatc
     # a retry costs a task, not a connection (the connector holds those to -j), so a
     # paused host does not idle the others. A parked duplicate keeps its own slot.
     slots = asyncio.Semaphore(4 * config.concurrency)
-    politeness = AsyncPoliteness(config.host_limit, config.limit_rate, **pause_settings(config.backoff_base, config.max_wait))
+    politeness = AsyncPoliteness(config.host_limit, config.limit_rate, ceiling=config.host_ceiling,
+                                 **pause_settings(config.backoff_base, config.max_wait))
     async with _session(config) as session, asyncio.TaskGroup() as tasks:
         context = _Context(session, config, events, politeness)
         async for entry in _read(entries):
@@ -135,10 +136,11 @@ async def _attempt(context: _Context, job: Job, path: Path, current: Validators 
         # which take real time, go through aiofiles and to_thread.
         request = transfer.prepare()
         if (splitter := transfer.resumed_split()) is not None:
-            if await _split(context, splitter, None):
+            if await _settle(splitter, _start_segments(context, splitter, skip=None)):
                 return await asyncio.to_thread(splitter.finish)
             request = await asyncio.to_thread(transfer.refuse_split)
-        while True:  # one request per turn: a REDIRECT or a RESTART asks again
+        while True:  # one request per turn: a REDIRECT, a RESTART or a refused split asks again
+            segments = None
             with _mapped_errors(job.url, transfer.part):
                 async with context.politeness.host(host_key(request.url)) as slot, \
                         _get(context.session, request, context.config) as response:
@@ -147,13 +149,19 @@ async def _attempt(context: _Context, job: Job, path: Path, current: Validators 
                     if transfer.fits_one_chunk:
                         return transfer.store(await _read_whole(response, transfer, context))
                     if (splitter := await asyncio.to_thread(transfer.split, response.headers)) is not None:
-                        if await _split(context, splitter, response):
-                            return await asyncio.to_thread(splitter.finish)
-                        request = await asyncio.to_thread(transfer.refuse_split)
-                        continue
-                    await asyncio.to_thread(transfer.begin)
-                    if decision.action is Action.WRITE:
-                        await _receive(response, transfer, context)
+                        segments = _start_segments(context, splitter, skip=0)
+                        await _first_segment(response, splitter, segments, context)
+                    else:
+                        await asyncio.to_thread(transfer.begin)
+                        if decision.action is Action.WRITE:
+                            await _receive(response, transfer, context)
+            # The first answer's slot is given back before waiting for the other segments:
+            # a transfer never holds a slot while it waits for another one.
+            if splitter is not None and segments is not None:
+                if await _settle(splitter, segments):
+                    return await asyncio.to_thread(splitter.finish)
+                request = await asyncio.to_thread(transfer.refuse_split)
+                continue
             if decision.action in (Action.REDIRECT, Action.RESTART):
                 request = await asyncio.to_thread(transfer.next_request)
                 continue
@@ -197,26 +205,40 @@ async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, context
             raise
 
 
-async def _split(context: _Context, splitter: Splitter, first: aiohttp.ClientResponse | None) -> bool:
-    """Fetch every pending segment at once (segment 0 from ``first``, the whole-file
-    answer, when there is one). False when the server will not serve the ranges."""
+def _start_segments(context: _Context, splitter: Splitter, *, skip: int | None) -> list[asyncio.Task[bool]]:
+    """One task per pending segment but ``skip`` (the first answer's), each waiting for
+    its own connection slot, so that none holds a slot while waiting for another."""
     context.events.bytes_expected(splitter.missing())
+    return [asyncio.create_task(_segment(context, splitter, index)) for index in splitter.pending() if index != skip]
+
+
+async def _first_segment(response: aiohttp.ClientResponse, splitter: Splitter, segments: list[asyncio.Task[bool]],
+                         context: _Context) -> None:
+    """Segment 0 from the whole-file answer; when it fails, the other segments stop too."""
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_segment(context, splitter, index, first if index == 0 else None))
-                     for index in splitter.pending()]
-    except* DownloadError as failures:
-        await asyncio.to_thread(splitter.save)  # what the others got stays counted
-        raise failures.exceptions[0] from None
-    await asyncio.to_thread(splitter.save)
-    return all(task.result() for task in tasks)
+        await _stream_segment(response, splitter, 0, context)
+    except BaseException:
+        for task in segments:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await _settle(splitter, segments)
+        raise
 
 
-async def _segment(context: _Context, splitter: Splitter, index: int, first: aiohttp.ClientResponse | None) -> bool:
-    if first is not None:
-        with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
-            await _stream_segment(first, splitter, index, context)
-        return True
+async def _settle(splitter: Splitter, segments: list[asyncio.Task[bool]]) -> bool:
+    """Wait for the segments, save the table (what each got stays counted), and raise the
+    first failure. False when the server will not serve the ranges."""
+    try:
+        outcomes = await asyncio.gather(*segments, return_exceptions=True)
+    finally:
+        await asyncio.shield(asyncio.to_thread(splitter.save))
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return all(outcomes)
+
+
+async def _segment(context: _Context, splitter: Splitter, index: int) -> bool:
     request = splitter.request(index)
     with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
         async with context.politeness.host(host_key(request.url)) as slot, \

@@ -8,7 +8,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +48,8 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     # not idle the others. At most two jobs per worker are admitted and not finished
     # (running or queued in the executor, whose own queue has no bound).
     slots = threading.BoundedSemaphore(2 * WORKERS_PER_TRANSFER * config.concurrency)
-    politeness = ThreadPoliteness(config.host_limit, config.limit_rate, stop=stop,
-                                  interrupt=Interrupted, **pause_settings(config.backoff_base, config.max_wait))
+    politeness = ThreadPoliteness(config.host_limit, config.limit_rate, stop=stop, interrupt=Interrupted,
+                                  ceiling=config.host_ceiling, **pause_settings(config.backoff_base, config.max_wait))
     with _session(config) as session:
         context = _Context(session, config, events, politeness, stop, threading.BoundedSemaphore(config.concurrency))
         try:
@@ -138,10 +138,11 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
     try:
         request = transfer.prepare()
         if (splitter := transfer.resumed_split()) is not None:
-            if _split(context, splitter, None):
+            if _settle(splitter, _start_segments(context, splitter, skip=None)):
                 return splitter.finish()
             request = transfer.refuse_split()
-        while True:  # one request per turn: a REDIRECT or a RESTART asks again
+        while True:  # one request per turn: a REDIRECT, a RESTART or a refused split asks again
+            segments = None
             with _mapped_errors(job.url, transfer.part):
                 with context.politeness.host(host_key(request.url)) as slot, context.active, \
                         _get(context.session, request, context.config) as response:
@@ -150,13 +151,19 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
                     if transfer.fits_one_chunk:
                         return transfer.store(_read_whole(response, transfer, context))
                     if (splitter := transfer.split(response.headers)) is not None:
-                        if _split(context, splitter, response):
-                            return splitter.finish()
-                        request = transfer.refuse_split()
-                        continue
-                    transfer.begin()
-                    if decision.action is Action.WRITE:
-                        _receive(response, transfer, context)
+                        segments = _start_segments(context, splitter, skip=0)
+                        _first_segment(response, splitter, segments, context)
+                    else:
+                        transfer.begin()
+                        if decision.action is Action.WRITE:
+                            _receive(response, transfer, context)
+            # The first answer's slot is given back before waiting for the other segments:
+            # a transfer never holds a slot while it waits for another one.
+            if splitter is not None and segments is not None:
+                if _settle(splitter, segments):
+                    return splitter.finish()
+                request = transfer.refuse_split()
+                continue
             if decision.action in (Action.REDIRECT, Action.RESTART):
                 request = transfer.next_request()
                 continue
@@ -196,26 +203,53 @@ def _receive(response: requests.Response, transfer: Transfer, context: _Context)
                 raise Interrupted
 
 
-def _split(context: _Context, splitter: Splitter, first: requests.Response | None) -> bool:
-    """Fetch every pending segment at once (segment 0 from ``first``, the whole-file
-    answer, when there is one), one thread each. False when the server will not serve the ranges."""
+@dataclass(slots=True)
+class _Segments:
+    """The segments of one split file in flight, a thread each; ``halt`` stops them early."""
+
+    pool: ThreadPoolExecutor
+    futures: list[Future[bool]]
+    halt: threading.Event
+
+
+def _start_segments(context: _Context, splitter: Splitter, *, skip: int | None) -> _Segments:
+    """One thread per pending segment but ``skip`` (the first answer's), each waiting for
+    its own connection slot, so that none holds a slot while waiting for another."""
     context.events.bytes_expected(splitter.missing())
-    pending = splitter.pending()
-    with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="segment") as pool:
-        futures = [pool.submit(_segment, context, splitter, index, first if index == 0 else None) for index in pending]
-        outcomes = [future.exception() or future.result() for future in futures]
-    splitter.save()  # what every segment got stays counted
+    indices = [index for index in splitter.pending() if index != skip]
+    halt = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, len(indices)), thread_name_prefix="segment")
+    return _Segments(pool, [pool.submit(_segment, context, splitter, index, halt) for index in indices], halt)
+
+
+def _first_segment(response: requests.Response, splitter: Splitter, segments: _Segments, context: _Context) -> None:
+    """Segment 0 from the whole-file answer; when it fails, the other segments stop too."""
+    try:
+        _stream_segment(response, splitter, 0, context, segments.halt)
+    except BaseException:
+        segments.halt.set()
+        with contextlib.suppress(BaseException):
+            _settle(splitter, segments)
+        raise
+
+
+def _settle(splitter: Splitter, segments: _Segments) -> bool:
+    """Wait for the segments, save the table (what each got stays counted), and raise the
+    first failure. False when the server will not serve the ranges."""
+    try:
+        with segments.pool:
+            outcomes = [future.exception() or future.result() for future in segments.futures]
+    finally:
+        splitter.save()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
     return all(outcomes)
 
 
-def _segment(context: _Context, splitter: Splitter, index: int, first: requests.Response | None) -> bool:
-    if first is not None:
-        with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
-            _stream_segment(first, splitter, index, context)
-        return True
+def _segment(context: _Context, splitter: Splitter, index: int, halt: threading.Event) -> bool:
+    if halt.is_set():
+        raise Interrupted
     request = splitter.request(index)
     with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
         with context.politeness.host(host_key(request.url)) as slot, \
@@ -223,16 +257,17 @@ def _segment(context: _Context, splitter: Splitter, index: int, first: requests.
             note_response(slot, response.status_code, response.headers)
             if not splitter.fits(index, request, response.status_code, response.headers):
                 return False
-            _stream_segment(response, splitter, index, context)
+            _stream_segment(response, splitter, index, context, halt)
     return True
 
 
-def _stream_segment(response: requests.Response, splitter: Splitter, index: int, context: _Context) -> None:
+def _stream_segment(response: requests.Response, splitter: Splitter, index: int, context: _Context,
+                    halt: threading.Event) -> None:
     for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
         taken = splitter.write(index, chunk)
         context.events.bytes_received(taken)
         context.politeness.spend(taken)
-        if context.stop.is_set():
+        if context.stop.is_set() or halt.is_set():
             raise Interrupted
         if not splitter.remaining(index):
             return  # segment 0 stops reading the whole-file answer at its end
