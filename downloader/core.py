@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import functools
 import json
 import re
 import urllib.parse
@@ -427,8 +428,12 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     return first, last, size
 
 
+@functools.lru_cache(maxsize=256)
 def parse_http_date(value: str | None) -> float | None:
-    """Seconds since the epoch from an HTTP-date (RFC 9110 §5.6.7), or None."""
+    """Seconds since the epoch from an HTTP-date (RFC 9110 §5.6.7), or None.
+
+    Cached: a mirror's files share a handful of Last-Modified values, and email.utils
+    takes about 10 us a parse."""
     when = _http_datetime(value)
     return None if when is None else when.timestamp()
 

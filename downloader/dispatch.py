@@ -99,7 +99,9 @@ class Dispatcher:
             return self._settle_now(_recorded_result(entry, record, self._dest))
         try:
             path = self._path_for(entry, record)
-            naming.check_inside(self._dest, path, job=entry)
+            # The file's own names are checked by the one lstat of existing_result and by
+            # the writer's O_NOFOLLOW opens: no lstat here for what those calls see anyway.
+            naming.check_inside(self._dest, path, job=entry, names=False)
             present = storage.existing_result(entry, path)
         except DownloadError as error:
             return self._settle_now(failed_result(entry.url, error, entry.origin, job=entry))

@@ -88,6 +88,7 @@ __all__ = [
     "STATE_SUFFIX",
     "STATE_TMP_ROOM",
     "check_inside",
+    "link_refusal",
     "collision_path",
     "name_from_disposition",
     "name_from_url",
@@ -180,12 +181,15 @@ def collision_path(path: Path, url: str) -> Path:
     return path.parent / _tagged(stem, "~" + _digest(url, 8), ext)
 
 
-def check_inside(dest: Path, path: Path, *, job: Job | None = None) -> None:
+def check_inside(dest: Path, path: Path, *, job: Job | None = None, names: bool = True) -> None:
     """Refuse ``path`` unless writing it stays inside ``dest`` on disk (R6).
 
     Only the components below ``dest`` are ``lstat``-ed; a symlink among them is
     resolved (against ``realpath(dest)``, computed only then). The walk stops at the
     first component that does not exist: what is created below it is a real directory.
+    With ``names=False`` the file's own three names are left to the writer, which
+    meets them anyway (an ``lstat`` of the file, the part opened with ``O_NOFOLLOW``,
+    the state read with it) and refuses a link there with :func:`link_refusal`.
 
     Args:
         dest: the destination directory (trusted, may itself be a symlink).
@@ -210,11 +214,18 @@ def check_inside(dest: Path, path: Path, *, job: Job | None = None) -> None:
             problem = _link_problem(current, real_dest)
             if problem:
                 raise _refusal(job, path, problem)
+    if not names:
+        return
     for final in (path, path.with_name(path.name + PART_SUFFIX), path.with_name(path.name + STATE_SUFFIX)):
         mode = _lstat_mode(final)
         if mode is not None and stat.S_ISLNK(mode):
-            # R6: opening or replacing would follow the link, wherever it points.
-            raise _refusal(job, path, f"{final} is a symlink; not writing through it")
+            raise link_refusal(path, final, job)
+
+
+def link_refusal(path: Path, link: Path, job: Job | None = None) -> InvalidJob:
+    """The error for a symlink found at ``link``, one of the names of ``path`` (the file,
+    its part or its state): opening or replacing would follow it, wherever it points (R6)."""
+    return _refusal(job, path, f"{link} is a symlink; not writing through it")
 
 
 # --- names --------------------------------------------------------------------------------

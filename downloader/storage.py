@@ -21,6 +21,7 @@ calls into :mod:`downloader.core` for each decision, so both engines share it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
 import logging
@@ -47,6 +48,7 @@ __all__ = ["SMALL_BODY", "Splitter", "Transfer", "current_validators", "existing
 
 log = logging.getLogger(__name__)
 _PRIME_BLOCK = 1 << 20
+_STATE_MAX = 1 << 20  # a state file is a few hundred bytes; a larger one is not ours
 SMALL_BODY = 64 * 1024
 """Bodies up to this size are stored in one trip to the disk, without a state file."""
 
@@ -55,15 +57,18 @@ def existing_result(job: Job, path: Path) -> Result | None:
     """A ``skipped`` result when the final file is already there, else None.
 
     Raises:
-        InvalidJob: the final path is a directory, or the file there has another size than ``size=``.
+        InvalidJob: the final path is a symlink or a directory, or the file there has
+            another size than ``size=``.
     """
     try:
-        found = path.stat()
+        found = os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise local_error(job.url, exc, path) from exc
     size = found.st_size
+    if stat.S_ISLNK(found.st_mode):
+        raise naming.link_refusal(path, path, job)
     if stat.S_ISDIR(found.st_mode):
         raise InvalidJob(job.url, f"{path} is a directory")
     if job.size is not None and size != job.size:
@@ -117,6 +122,8 @@ class Transfer:
         self._have = 0
         self._restarts = 0
         self._state_on_disk = False
+        self._fresh = False
+        """The part was created by this transfer (so no state file of an earlier run goes with it)."""
         self._finished = False
         self._hasher = hashlib.sha256() if job.sha256 else None
         self._validators = core.Validators()
@@ -146,10 +153,7 @@ class Transfer:
     def prepare(self) -> Request:
         """Open and lock the part, read its state, and return the request to send."""
         try:
-            _make_directory(self.path.parent)
             self._open_part()
-            assert self.fd is not None
-            self._have = os.fstat(self.fd).st_size
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path.parent) from exc
         self.state = self._load_state() if self._have and self.config.resume and not self._split_refused else None
@@ -274,7 +278,9 @@ class Transfer:
             else:
                 os.replace(self.part, self.path)
             self._finished = True
-            self.state_file.unlink(missing_ok=True)  # also one left by a run that resumed nothing
+            # A part this transfer created has no state but the one it saved: no unlink to try.
+            if self._state_on_disk or not self._fresh:
+                self.state_file.unlink(missing_ok=True)  # also one left by a run that resumed nothing
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path) from exc
         self._stamp()
@@ -393,11 +399,10 @@ class Transfer:
             self.part.unlink()
 
     def _open_part(self) -> None:
+        """Open (creating it and its directory when missing) and lock the part; learn its size."""
         if self.fd is not None:
             return
-        # O_NOFOLLOW: a symlink planted at NAME.part is refused, never written through.
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(self.part, flags, 0o644)
+        fd = self._create_part()
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -408,6 +413,32 @@ class Transfer:
             os.close(fd)
             raise
         self.fd = fd
+        self._have = 0 if self._fresh else os.fstat(fd).st_size
+
+    def _create_part(self) -> int:
+        """The part's descriptor. A new part is the common case and costs one call: O_EXCL
+        tells it apart from one left by an earlier run, and a missing directory shows up
+        as ENOENT (created then, never checked in advance)."""
+        # O_NOFOLLOW: a symlink planted at NAME.part is refused, never written through.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            try:
+                fd = os.open(self.part, flags | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                os.makedirs(self.part.parent, exist_ok=True)
+                fd = os.open(self.part, flags | os.O_EXCL, 0o644)
+            self._fresh = True
+            return fd
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(self.part, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise naming.link_refusal(self.path, self.part, self.job) from None
+            raise
+        self._fresh = False
+        return fd
 
     def _truncate(self) -> None:
         if self._have and self.fd is not None:
@@ -416,8 +447,14 @@ class Transfer:
 
     def _load_state(self) -> ResumeState | None:
         try:
-            text = self.state_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            fd = os.open(self.state_file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+            with open(fd, encoding="utf-8") as file:
+                text = file.read(_STATE_MAX)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise naming.link_refusal(self.path, self.state_file, self.job) from None
+            return None
+        except UnicodeDecodeError:
             return None
         self._state_on_disk = True
         return ResumeState.loads(text, self.job.url)
@@ -554,13 +591,3 @@ def _write_all(fd: int, data: bytes, position: int) -> None:
     while view:
         written = os.pwrite(fd, view, position)
         view, position = view[written:], position + written
-
-
-def _make_directory(path: Path) -> None:
-    """Create ``path`` (and its parents) unless it exists: one system call when it does."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass  # a file in the way shows up when the part is opened, with its path
-    except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)

@@ -160,6 +160,47 @@ def test_throttled_host_does_not_slow_a_healthy_one(server: Server, mirror: Conf
     assert results[-1].url == server.url(slow)  # and the healthy host finished first
 
 
+@pytest.mark.parametrize("planted", ["", ".part"])
+@pytest.mark.parametrize("size", [100, 200_000], ids=["small", "large"])
+def test_symlink_planted_at_the_file_or_its_part_is_refused(server: Server, mirror: Config, tmp_path: Path,
+                                                            planted: str, size: int) -> None:
+    """A symlink at NAME or NAME.part, pointing outside, is refused with its name; its target keeps its bytes."""
+    target = tmp_path / "target.txt"
+    target.write_bytes(b"precious")
+    mirror.dest.mkdir(parents=True)
+    name = f"{mirror.engine}-{size}-planted.bin"
+    (mirror.dest / f"{name}{planted}").symlink_to(target)
+
+    [result] = download([server.file_url(name, size)], config=mirror)
+
+    assert Status.FAILED == result.status
+    assert f"{name}{planted} is a symlink" in str(result.error)
+    assert b"precious" == target.read_bytes()
+
+
+@pytest.mark.parametrize("part", [b"", b"x" * 1000], ids=["no-part", "part"])
+def test_symlink_planted_at_the_state_is_never_written_through(server: Server, mirror: Config, tmp_path: Path,
+                                                               part: bytes) -> None:
+    """A symlink at NAME.part.state is refused when a part would be resumed with it, and otherwise
+    replaced, not followed: its target keeps its bytes either way."""
+    target = tmp_path / "target.txt"
+    target.write_bytes(b"precious")
+    mirror.dest.mkdir(parents=True)
+    name = f"{mirror.engine}-state-planted-{len(part)}.bin"
+    if part:
+        (mirror.dest / f"{name}.part").write_bytes(part)
+    (mirror.dest / f"{name}.part.state").symlink_to(target)
+
+    [result] = download([server.file_url(name, 200_000)], config=mirror)
+
+    assert b"precious" == target.read_bytes()
+    if part:
+        assert Status.FAILED == result.status and f"{name}.part.state is a symlink" in str(result.error)
+    else:
+        assert Status.DOWNLOADED == result.status
+        assert body(name, 200_000) == (mirror.dest / name).read_bytes()
+
+
 def test_default_per_host_lets_a_lone_host_use_every_connection(server: Server, mirror: Config) -> None:
     """Without --per-host, eight slow URLs of one host with -j 8 run all at once (not four, then four)."""
     urls = []
