@@ -231,11 +231,12 @@ def request_headers(url: str, *, origin: str, options: RequestOptions) -> dict[s
     # Identity encoding: offsets, Content-Length and digests then describe the file
     # itself, not a compressed stream of it (RFC 9110 §12.5.3).
     headers = {"Accept-Encoding": "identity", "User-Agent": options.user_agent}
-    same_host = _host_key(url) == _host_key(origin)
+    same_host = url == origin or _host_key(url) == _host_key(origin)
     for name, value in options.headers:
         if same_host or name.lower() not in _SECRET_HEADERS:
             headers[name] = value
-    credentials = (options.user if same_host else None) or options.netrc.get(urllib.parse.urlsplit(url).hostname or "")
+    credentials = (options.user if same_host else None) or (
+        options.netrc.get(urllib.parse.urlsplit(url).hostname or "") if options.netrc else None)
     if credentials and not any(name.lower() == "authorization" for name in headers):
         token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
         headers["Authorization"] = f"Basic {token}"
@@ -279,6 +280,8 @@ def follow_redirect(request: Request, headers: Mapping[str, str], *, max_redirec
 
 def proxy_for(url: str, proxies: Mapping[str, str], no_proxy: str) -> str | None:
     """The proxy to reach ``url`` through, from HTTP(S)_PROXY-style settings, or None."""
+    if not proxies:
+        return None
     parts = urllib.parse.urlsplit(url)
     proxy = proxies.get(parts.scheme.lower()) or proxies.get("all")
     if not proxy or not parts.hostname:

@@ -342,7 +342,10 @@ def _safe_char(c: str) -> str:
 
 def _clean(name: str) -> str:
     """R5 first steps: characters replaced, leading white space, trailing white space and dots stripped."""
-    replaced = "".join(_safe_char(c) for c in name)
+    if name.isascii() and name.isprintable() and "/" not in name and "\\" not in name:
+        replaced = name  # the common case: no character to replace (ASCII has no controls that print)
+    else:
+        replaced = "".join(_safe_char(c) for c in name)
     return _TRAILING.sub("", replaced).lstrip()
 
 
