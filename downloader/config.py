@@ -11,7 +11,7 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "Config", "EngineName"]
 __version__ = "0.1.0"
 
 EngineName = Literal["asyncio", "threads"]
-"""The engines: asyncio (aiohttp + aiofiles) or threads (requests + requests-futures)."""
+"""The engines: asyncio (aiohttp) or threads (requests + requests-futures)."""
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 """Bytes per read and write (at most: a read returns what has arrived). Measured against

@@ -44,7 +44,8 @@ from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy
 from downloader.jobs import Job, Result, Status
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 
-__all__ = ["SMALL_BODY", "Splitter", "Transfer", "current_validators", "existing_result", "local_error", "request_options"]
+__all__ = ["SMALL_BODY", "Splitter", "Transfer", "current_validators", "existing_result", "local_error", "request_options",
+           "write_all"]
 
 log = logging.getLogger(__name__)
 _PRIME_BLOCK = 1 << 20
@@ -122,6 +123,7 @@ class Transfer:
         self._have = 0
         self._restarts = 0
         self._state_on_disk = False
+        self._discard_on_close = False
         self._fresh = False
         """The part was created by this transfer (so no state file of an earlier run goes with it)."""
         self._finished = False
@@ -235,7 +237,7 @@ class Transfer:
         self._ready(save_state=False)
         assert self.fd is not None
         try:
-            _write_all(self.fd, body, 0)  # a small body is always a whole file
+            write_all(self.fd, body, 0)  # a small body is always a whole file
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
         return self.finish()
@@ -251,7 +253,9 @@ class Transfer:
             self._hasher.update(chunk)
         limit = self.config.max_filesize
         if limit is not None and self.decision is not None and self.decision.offset + self.received > limit:
-            self.discard()  # it can never be finished under this limit
+            # It can never be finished under this limit: emptied by close(), once the
+            # engine has no write in flight that could land after the truncation.
+            self._discard_on_close = True
             raise Refused(self.job.url, f"body grew past --max-filesize {limit} bytes")
         if self._meter is not None and self._meter.too_slow(len(chunk), time.monotonic()):
             limit, window = self.config.speed_limit, self.config.speed_time
@@ -383,6 +387,8 @@ class Transfer:
         if self.fd is None:
             return
         try:
+            if self._discard_on_close:
+                self.discard()
             if not self._finished:
                 self._remove_if_empty()
         except OSError:
@@ -544,7 +550,7 @@ class Splitter:
         chunk = chunk[: self.remaining(index)]
         position = self.state.segments[index][0] + self.done[index]
         try:
-            _write_all(self.transfer.fd, chunk, position)
+            write_all(self.transfer.fd, chunk, position)
         except OSError as exc:
             raise local_error(self.transfer.job.url, exc, self.transfer.part) from exc
         with self._lock:
@@ -585,8 +591,9 @@ def _hash_part(fd: int, hasher: hashlib._Hash, length: int) -> int:
     return position
 
 
-def _write_all(fd: int, data: bytes, position: int) -> None:
-    """Write all of ``data`` at ``position`` of ``fd`` (a write may take only part of it)."""
+def write_all(fd: int, data: bytes, position: int) -> None:
+    """Write all of ``data`` at ``position`` of ``fd`` (a write may take only part of it);
+    the descriptor's own offset is left where it was."""
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, position)
