@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Protocol
-
-from tqdm import tqdm
+from typing import IO, TYPE_CHECKING, Protocol
 
 from downloader.jobs import Result, Status
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["Events", "Progress", "Summary", "human_bytes"]
 
@@ -88,6 +89,8 @@ class Progress:
         self._bar: tqdm[None] | None = None
         self._ticker: threading.Thread | None = None
         if bar:
+            from tqdm import tqdm  # here: a run without a bar does not pay its import (10 ms)
+
             self._bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, file=stream,
                              dynamic_ncols=True, mininterval=_REFRESH_SECONDS, leave=True, smoothing=0.1)
             self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
