@@ -138,3 +138,19 @@ def test_more_split_files_than_host_slots_do_not_wait_on_each_other(server: Serv
 
     assert {Status.DOWNLOADED} == {r.status for r in results}
     assert all(body(name, SIZE) == (split.dest / name).read_bytes() for name in names)
+
+
+@pytest.mark.timeout(30)
+def test_first_segments_failing_while_others_wait_for_slots_do_not_hang(server: Server, split: Config) -> None:
+    """-j 2 --per-host 2 --split 4, two files whose whole-file answers break early: each first
+    segment fails while its other segments wait for a slot; the failed transfers give their slots
+    back before waiting for them, and the retries complete both files byte-exact."""
+    names = [f"{split.engine}-broken-first-{i}.bin" for i in range(2)]
+    for name in names:
+        server.set_rule(f"/bytes/{SIZE}/{name}", Rule(drop_after=300_000, times=1))
+
+    results = download([server.file_url(name, SIZE) for name in names],
+                       config=dataclasses.replace(split, concurrency=2, per_host=2, backoff_base=0.01))
+
+    assert {Status.DOWNLOADED} == {r.status for r in results}
+    assert all(body(name, SIZE) == (split.dest / name).read_bytes() for name in names)

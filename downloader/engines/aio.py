@@ -141,22 +141,28 @@ async def _attempt(context: _Context, job: Job, path: Path, current: Validators 
             request = await asyncio.to_thread(transfer.refuse_split)
         while True:  # one request per turn: a REDIRECT, a RESTART or a refused split asks again
             segments = None
-            with _mapped_errors(job.url, transfer.part):
-                async with context.politeness.host(host_key(request.url)) as slot, \
-                        _get(context.session, request, context.config) as response:
-                    note_response(slot, response.status, response.headers)
-                    decision = transfer.judge(response.status, response.headers)
-                    if transfer.fits_one_chunk:
-                        return transfer.store(await _read_whole(response, transfer, context))
-                    if (splitter := await asyncio.to_thread(transfer.split, response.headers)) is not None:
-                        segments = _start_segments(context, splitter, skip=0)
-                        await _first_segment(response, splitter, segments, context)
-                    else:
-                        await asyncio.to_thread(transfer.begin)
-                        if decision.action is Action.WRITE:
-                            await _receive(response, transfer, context)
-            # The first answer's slot is given back before waiting for the other segments:
-            # a transfer never holds a slot while it waits for another one.
+            try:
+                with _mapped_errors(job.url, transfer.part):
+                    async with context.politeness.host(host_key(request.url)) as slot, \
+                            _get(context.session, request, context.config) as response:
+                        note_response(slot, response.status, response.headers)
+                        decision = transfer.judge(response.status, response.headers)
+                        if transfer.fits_one_chunk:
+                            return transfer.store(await _read_whole(response, transfer, context))
+                        if (splitter := await asyncio.to_thread(transfer.split, response.headers)) is not None:
+                            segments = _start_segments(context, splitter, skip=0)
+                            await _stream_segment(response, splitter, 0, context)
+                        else:
+                            await asyncio.to_thread(transfer.begin)
+                            if decision.action is Action.WRITE:
+                                await _receive(response, transfer, context)
+            except BaseException:
+                if segments is not None:
+                    await _abandon(splitter, segments)
+                raise
+            # The first answer's slot is given back before waiting for the other segments
+            # (above, also when the first segment failed): a transfer never holds a slot
+            # while it waits for another one.
             if splitter is not None and segments is not None:
                 if await _settle(splitter, segments):
                     return await asyncio.to_thread(splitter.finish)
@@ -264,17 +270,12 @@ def _start_segments(context: _Context, splitter: Splitter, *, skip: int | None) 
     return [asyncio.create_task(_segment(context, splitter, index)) for index in splitter.pending() if index != skip]
 
 
-async def _first_segment(response: aiohttp.ClientResponse, splitter: Splitter, segments: list[asyncio.Task[bool]],
-                         context: _Context) -> None:
-    """Segment 0 from the whole-file answer; when it fails, the other segments stop too."""
-    try:
-        await _stream_segment(response, splitter, 0, context)
-    except BaseException:
-        for task in segments:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await _settle(splitter, segments)
-        raise
+async def _abandon(splitter: Splitter, segments: list[asyncio.Task[bool]]) -> None:
+    """The first segment failed: stop the others, keeping what they got (the error on its way up wins)."""
+    for task in segments:
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await _settle(splitter, segments)
 
 
 async def _settle(splitter: Splitter, segments: list[asyncio.Task[bool]]) -> bool:

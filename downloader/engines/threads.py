@@ -143,22 +143,28 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
             request = transfer.refuse_split()
         while True:  # one request per turn: a REDIRECT, a RESTART or a refused split asks again
             segments = None
-            with _mapped_errors(job.url, transfer.part):
-                with context.politeness.host(host_key(request.url)) as slot, context.active, \
-                        _get(context.session, request, context.config) as response:
-                    note_response(slot, response.status_code, response.headers)
-                    decision = transfer.judge(response.status_code, response.headers)
-                    if transfer.fits_one_chunk:
-                        return transfer.store(_read_whole(response, transfer, context))
-                    if (splitter := transfer.split(response.headers)) is not None:
-                        segments = _start_segments(context, splitter, skip=0)
-                        _first_segment(response, splitter, segments, context)
-                    else:
-                        transfer.begin()
-                        if decision.action is Action.WRITE:
-                            _receive(response, transfer, context)
-            # The first answer's slot is given back before waiting for the other segments:
-            # a transfer never holds a slot while it waits for another one.
+            try:
+                with _mapped_errors(job.url, transfer.part):
+                    with context.politeness.host(host_key(request.url)) as slot, context.active, \
+                            _get(context.session, request, context.config) as response:
+                        note_response(slot, response.status_code, response.headers)
+                        decision = transfer.judge(response.status_code, response.headers)
+                        if transfer.fits_one_chunk:
+                            return transfer.store(_read_whole(response, transfer, context))
+                        if (splitter := transfer.split(response.headers)) is not None:
+                            segments = _start_segments(context, splitter, skip=0)
+                            _stream_segment(response, splitter, 0, context, segments.halt)
+                        else:
+                            transfer.begin()
+                            if decision.action is Action.WRITE:
+                                _receive(response, transfer, context)
+            except BaseException:
+                if segments is not None:
+                    _abandon(splitter, segments)
+                raise
+            # The first answer's slot is given back before waiting for the other segments
+            # (above, also when the first segment failed): a transfer never holds a slot
+            # while it waits for another one.
             if splitter is not None and segments is not None:
                 if _settle(splitter, segments):
                     return splitter.finish()
@@ -222,15 +228,11 @@ def _start_segments(context: _Context, splitter: Splitter, *, skip: int | None) 
     return _Segments(pool, [pool.submit(_segment, context, splitter, index, halt) for index in indices], halt)
 
 
-def _first_segment(response: requests.Response, splitter: Splitter, segments: _Segments, context: _Context) -> None:
-    """Segment 0 from the whole-file answer; when it fails, the other segments stop too."""
-    try:
-        _stream_segment(response, splitter, 0, context, segments.halt)
-    except BaseException:
-        segments.halt.set()
-        with contextlib.suppress(BaseException):
-            _settle(splitter, segments)
-        raise
+def _abandon(splitter: Splitter, segments: _Segments) -> None:
+    """The first segment failed: stop the others, keeping what they got (the error on its way up wins)."""
+    segments.halt.set()
+    with contextlib.suppress(BaseException):
+        _settle(splitter, segments)
 
 
 def _settle(splitter: Splitter, segments: _Segments) -> bool:
@@ -248,16 +250,16 @@ def _settle(splitter: Splitter, segments: _Segments) -> bool:
 
 
 def _segment(context: _Context, splitter: Splitter, index: int, halt: threading.Event) -> bool:
-    if halt.is_set():
-        raise Interrupted
     request = splitter.request(index)
     with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
-        with context.politeness.host(host_key(request.url)) as slot, \
-                _get(context.session, request, context.config) as response:
-            note_response(slot, response.status_code, response.headers)
-            if not splitter.fits(index, request, response.status_code, response.headers):
-                return False
-            _stream_segment(response, splitter, index, context, halt)
+        with context.politeness.host(host_key(request.url)) as slot:
+            if halt.is_set():  # the first segment failed while this one waited for its slot
+                raise Interrupted
+            with _get(context.session, request, context.config) as response:
+                note_response(slot, response.status_code, response.headers)
+                if not splitter.fits(index, request, response.status_code, response.headers):
+                    return False
+                _stream_segment(response, splitter, index, context, halt)
     return True
 
 
