@@ -16,6 +16,7 @@ The engine's window of slots counts parked jobs too, which bounds them.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import os
 import threading
@@ -82,6 +83,9 @@ class Dispatcher:
         self._events = events
         self._claims: dict[Path, _Claim] = {}
         self._lock = threading.Lock()
+        # A manifest that started empty holds only what this run records: a URL or path
+        # this filter has never seen has no row, and its two lookups per file are skipped.
+        self._recorded = _Seen() if manifest is not None and manifest.empty_at_open else None
 
     @property
     def in_flight(self) -> int:
@@ -156,6 +160,8 @@ class Dispatcher:
     # goes on without it, said once in the log, rather than stopping every transfer.
 
     def _lookup(self, url: str) -> Record | None:
+        if self._recorded is not None and not self._recorded.may_hold(url):
+            return None
         try:
             return self._manifest.lookup(url) if self._manifest is not None else None
         except ManifestError as error:
@@ -163,6 +169,8 @@ class Dispatcher:
             return None
 
     def _owner(self, path: str) -> str | None:
+        if self._recorded is not None and not self._recorded.may_hold(path):
+            return None
         try:
             return self._manifest.owner(path) if self._manifest is not None else None
         except ManifestError as error:
@@ -192,8 +200,13 @@ class Dispatcher:
         if self._manifest is None:
             return
         now = time.time()
+        relative = self._relative(path) if path else ""
+        if self._recorded is not None:
+            with self._lock:
+                self._recorded.add(job.url)
+                self._recorded.add(relative)
         record = Record(
-            url=job.url, path=self._relative(path) if path else "", status=status,
+            url=job.url, path=relative, status=status,
             size=result.size if result else None, sha256=result.sha256 if result else None,
             etag=result.etag if result else None, last_modified=result.last_modified if result else None,
             final_url=result.final_url if result else None, attempts=result.attempts if result else 0,
@@ -202,6 +215,32 @@ class Dispatcher:
             self._manifest.record(record)
         except ManifestError as error:
             self._drop_manifest(error)
+
+
+class _Seen:
+    """The strings added so far, as a Bloom filter: "never added" is certain, "maybe" is not.
+
+    Fixed memory (2 MiB) whatever the length of the list: about 2 % of false "maybe"s
+    after a million URLs and their paths, each costing only the lookup it would have
+    cost anyway. Not thread-safe for add(): the caller holds a lock.
+    """
+
+    _BITS = 1 << 24
+    _HASHES = 4
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self._BITS // 8)
+
+    def add(self, text: str) -> None:
+        for position in self._positions(text):
+            self._bits[position >> 3] |= 1 << (position & 7)
+
+    def may_hold(self, text: str) -> bool:
+        return all(self._bits[position >> 3] >> (position & 7) & 1 for position in self._positions(text))
+
+    def _positions(self, text: str) -> list[int]:
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4 * self._HASHES).digest()
+        return [int.from_bytes(digest[i:i + 4], "little") % self._BITS for i in range(0, 4 * self._HASHES, 4)]
 
 
 def _recorded_result(job: Job, record: Record, dest: Path) -> Result:

@@ -174,6 +174,9 @@ class Manifest:
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []  # read connections not lent to any thread
         self._writer_db = _open_for_writing(self.path)
+        self.empty_at_open = self._writer_db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
+        """No row when this process opened it: what it holds later, this process wrote
+        (unless another run shares the file), so a caller can keep track and skip lookups."""
         self._writer = threading.Thread(target=self._write_loop, name="manifest-writer", daemon=True)
         self._writer.start()
 

@@ -85,6 +85,22 @@ def test_two_urls_for_one_name_never_overwrite_and_keep_their_names(server: Serv
     assert {"skipped"} == {r.status.value for r in again}
 
 
+def test_two_urls_for_one_name_in_one_run_one_after_the_other(server: Server, mirror: Config) -> None:
+    """In one run with a fresh manifest and one transfer at a time, the second URL for a name
+    (the first one already finished) still gets the collision name, not "already present"."""
+    first = server.url(f"/bytes/100/{mirror.engine}-c/twice.bin")
+    second = server.url(f"/bytes/200/{mirror.engine}-d/twice.bin")
+    between = [server.file_url(f"{mirror.engine}-between-{i}.bin", 10) for i in range(10)]  # more than the admission window
+
+    results = download([first, *between, second], config=dataclasses.replace(mirror, concurrency=1))
+
+    assert {Status.DOWNLOADED} == {r.status for r in results}
+    assert [first] == [r.url for r in results[:1]]  # finished before the second was admitted
+    assert body(f"{mirror.engine}-c/twice.bin", 100) == (mirror.dest / "twice.bin").read_bytes()
+    [other] = [p for p in mirror.dest.iterdir() if p.name.startswith("twice~")]
+    assert body(f"{mirror.engine}-d/twice.bin", 200) == other.read_bytes()
+
+
 def test_content_disposition_names_the_file(server: Server, mirror: Config) -> None:
     """--content-disposition saves under the header's filename* (RFC 8187), and a re-run skips it."""
     path = f"/bytes/300/{mirror.engine}-download.php"
