@@ -25,7 +25,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-BENCH_ARGS ?= --repeat 3 --markdown bench/results/latest.md
+BENCH_ARGS ?= --repeat 3 --markdown bench/results/latest.md --readme README.md
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

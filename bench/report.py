@@ -112,6 +112,41 @@ def markdown_table(rows: Sequence[dict[str, str]], header: Sequence[str]) -> str
     return "\n".join([*header, "", head, align, *body, ""])
 
 
+def ratio_lines(rows: Sequence[dict[str, str]], ours: str = "downloader") -> list[str]:
+    """Per scenario, how fast each of our rows is next to every other tool of the same run:
+    their median wall time over ours (the same work, so 2.00x means twice their speed),
+    and our CPU seconds over theirs. Rows without a completed run are left out."""
+    lines = []
+    for scenario in dict.fromkeys(row["scenario"] for row in rows):
+        done = [row for row in rows if row["scenario"] == scenario and row["files/s"] != "-"]
+        mine = [row for row in done if row["tool"].startswith(ours)]
+        others = [row for row in done if not row["tool"].startswith(ours)]
+        if not mine or not others:
+            continue
+        parts = []
+        for row in mine:
+            speed = ", ".join(f"{float(o['wall s']) / float(row['wall s']):.2f}x {_short(o['tool'])}" for o in others)
+            cpu = ", ".join(f"{_cpu_ratio(row, o)} {_short(o['tool'])}" for o in others)
+            parts.append(f"{_engine(row['tool'])}: speed {speed}; CPU {cpu}")
+        lines.append(f"- **{scenario}**: " + " | ".join(parts))
+    return lines
+
+
+def _short(tool: str) -> str:
+    return tool.split()[0]
+
+
+def _engine(tool: str) -> str:
+    return tool[tool.find("(") + 1:tool.find(")")] if "(" in tool else tool
+
+
+def _cpu_ratio(row: dict[str, str], other: dict[str, str]) -> str:
+    try:
+        return f"{float(row['CPU s']) / float(other['CPU s']):.2f}x"
+    except (ValueError, ZeroDivisionError):
+        return "-"
+
+
 def machine_summary() -> str:
     """``nproc``, total memory and CPU model of this machine, on one line."""
     return f"nproc {len(os.sched_getaffinity(0))}, {_total_memory_gib():.1f} GiB RAM, CPU {_cpu_model()}"
