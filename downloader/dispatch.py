@@ -16,7 +16,6 @@ The engine's window of slots counts parked jobs too, which bounds them.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import os
 import threading
@@ -239,8 +238,12 @@ class _Seen:
         return all(self._bits[position >> 3] >> (position & 7) & 1 for position in self._positions(text))
 
     def _positions(self, text: str) -> list[int]:
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4 * self._HASHES).digest()
-        return [int.from_bytes(digest[i:i + 4], "little") % self._BITS for i in range(0, 4 * self._HASHES, 4)]
+        # Python's own string hash (SipHash, 64 bits, cached on the string; salted per
+        # process, which is fine for a filter that lives in one) split in two halves,
+        # combined as h1 + i * h2 (Kirsch and Mitzenmacher): as good as k hashes.
+        value = hash(text) & 0xFFFF_FFFF_FFFF_FFFF
+        low, high = value & 0xFFFF_FFFF, value >> 32 | 1
+        return [(low + i * high) % self._BITS for i in range(self._HASHES)]
 
 
 def _recorded_result(job: Job, record: Record, dest: Path) -> Result:
