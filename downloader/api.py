@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -33,6 +34,10 @@ class Run:
     def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
                  stream: IO[str] | None = None, list_failures: bool = False) -> None:
         self.config = config
+        # Created here even when no file arrives. When it cannot be, each job says why
+        # (with the path and the system's reason) as it tries to create its part.
+        with contextlib.suppress(OSError):
+            config.dest.mkdir(parents=True, exist_ok=True)
         self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
         self.manifest = Manifest(config.manifest) if config.manifest is not None else None
         self.dispatcher = Dispatcher(config, self.progress, self.manifest)

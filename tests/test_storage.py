@@ -76,12 +76,18 @@ def test_prepare_sends_configured_user_agent(tmp_path):
     assert transfer(tmp_path, user_agent="tester/9").prepare().headers["User-Agent"] == "tester/9"
 
 
-def test_prepare_creates_parent_directories(tmp_path):
-    """prepare makes the directories of an out= path."""
+def test_the_part_and_its_directories_are_created_with_the_answer(tmp_path):
+    """prepare creates nothing for a new file (the request goes out first); accepting the
+    answer creates the part and the directories of an out= path."""
     job = Job(URL, out="a/b/c.bin")
     t = Transfer(job, output_path(job, tmp_path), Config(dest=tmp_path))
     t.prepare()
-    assert (tmp_path / "a" / "b").is_dir()
+    assert [] == list(tmp_path.iterdir())
+
+    t.accept(200, {"Content-Length": "100000", "ETag": '"v1"'})
+
+    assert (tmp_path / "a" / "b" / "c.bin.part").is_file()
+    t.close()
 
 
 def test_state_file_is_written_on_accept_before_any_body(tmp_path):
