@@ -9,7 +9,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from downloader.config import Config
-from downloader.core import Action, ResumeState
+from downloader.core import Action, ResumeState, Validators
 from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, InvalidJob, LocalIOError, PartBusy, StallTimeout
 from downloader.jobs import Job, Status
 from downloader.naming import MAX_NAME_BYTES, output_path
@@ -572,3 +572,21 @@ def test_existing_result_ignores_a_part(tmp_path):
     """A part alone is not a finished file."""
     (tmp_path / "f.bin.part").write_bytes(BODY)
     assert existing_result(Job(URL), tmp_path / "f.bin") is None
+
+
+def test_an_unchanged_file_or_a_redirect_creates_no_part(tmp_path):
+    """A 304 to a --sync request and a redirect need no part: none is created."""
+    (tmp_path / "file.bin").write_bytes(b"old")
+    unchanged = Transfer(Job(URL), tmp_path / "file.bin", Config(dest=tmp_path),
+                         current=Validators('"v1"', None))
+    unchanged.prepare()
+    unchanged.accept(304, {"ETag": '"v1"'})
+    result = unchanged.finish()
+    unchanged.close()
+    moved = transfer(tmp_path)
+    moved.prepare()
+    moved.accept(302, {"Location": "http://example.org/elsewhere.bin"})
+    moved.close()
+
+    assert Status.UNCHANGED == result.status
+    assert ["file.bin"] == sorted(p.name for p in tmp_path.iterdir())
