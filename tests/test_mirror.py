@@ -217,13 +217,19 @@ def test_symlink_planted_at_the_state_is_never_written_through(server: Server, m
         assert body(name, 200_000) == (mirror.dest / name).read_bytes()
 
 
+def slow_urls(server: Server, stem: str, count: int, *, delay: float) -> list[str]:
+    """``count`` URLs of 100 bytes on the test server, each answered after ``delay`` seconds."""
+    urls = []
+    for i in range(count):
+        path = f"/bytes/100/{stem}-{i}.bin"
+        server.set_rule(path, Rule(delay=delay))
+        urls.append(server.url(path))
+    return urls
+
+
 def test_default_per_host_lets_a_lone_host_use_every_connection(server: Server, mirror: Config) -> None:
     """Without --per-host, eight slow URLs of one host with -j 8 run all at once (not four, then four)."""
-    urls = []
-    for i in range(8):
-        path = f"/bytes/100/{mirror.engine}-lone-{i}.bin"
-        server.set_rule(path, Rule(delay=0.8))
-        urls.append(server.url(path))
+    urls = slow_urls(server, f"{mirror.engine}-lone", 8, delay=0.8)
     started = time.monotonic()
 
     results = download(urls, config=dataclasses.replace(mirror, concurrency=8, per_host=None))
@@ -234,11 +240,7 @@ def test_default_per_host_lets_a_lone_host_use_every_connection(server: Server, 
 
 def test_given_per_host_is_a_hard_cap_even_for_a_lone_host(server: Server, mirror: Config) -> None:
     """--per-host 2 holds one host to two connections even when it is alone: four 0.5 s URLs take two rounds."""
-    urls = []
-    for i in range(4):
-        path = f"/bytes/100/{mirror.engine}-capped-{i}.bin"
-        server.set_rule(path, Rule(delay=0.5))
-        urls.append(server.url(path))
+    urls = slow_urls(server, f"{mirror.engine}-capped", 4, delay=0.5)
     started = time.monotonic()
 
     results = download(urls, config=dataclasses.replace(mirror, concurrency=8, per_host=2))
