@@ -157,7 +157,7 @@ async def _attempt(context: _Context, job: Job, path: Path, current: Validators 
                             if decision.action is Action.WRITE:
                                 await _receive(response, transfer, context)
             except BaseException:
-                if segments is not None:
+                if splitter is not None and segments is not None:
                     await _abandon(splitter, segments)
                 raise
             # The first answer's slot is given back before waiting for the other segments

@@ -159,7 +159,7 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
                             if decision.action is Action.WRITE:
                                 _receive(response, transfer, context)
             except BaseException:
-                if segments is not None:
+                if splitter is not None and segments is not None:
                     _abandon(splitter, segments)
                 raise
             # The first answer's slot is given back before waiting for the other segments
