@@ -37,7 +37,7 @@ try:
 except ImportError:  # not POSIX: no locking between runs
     fcntl = None  # type: ignore[assignment]
 
-from downloader import core, naming
+from downloader import core, memory, naming
 from downloader.config import Config
 from downloader.core import Action, Decision, Request, ResumeState
 from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy, Refused, StallTimeout, TransferError
@@ -258,6 +258,7 @@ class Transfer:
             StallTimeout: the transfer has been slower than the low-speed limit for too long.
         """
         self.received += len(chunk)
+        memory.note_written(len(chunk))
         if self._hasher is not None:
             self._hasher.update(chunk)
         limit = self.config.max_filesize
@@ -578,6 +579,7 @@ class Splitter:
             due = self._unsaved >= self.SAVE_EVERY
             if due:
                 self._unsaved = 0
+        memory.note_written(len(chunk))
         if due:
             self.save()
         return len(chunk)
