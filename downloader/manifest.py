@@ -442,7 +442,7 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as error:
         raise ManifestError(path, f"cannot be created ({error})") from error
     try:
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]  # the first read: fails on a non-database
+        mode = _switch_to_wal(db)  # the first read: fails on a non-database
         if str(mode).lower() != "wal":
             log.warning("manifest %s: journal mode %s, not WAL; other processes may wait for it", path, mode)
         db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at checkpoints, never corrupt
@@ -454,6 +454,26 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
         db.close()
         raise ManifestError(path, f"not a usable database ({error})") from error
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> str:
+    """Put the database in WAL mode; the journal mode it is in afterwards.
+
+    Switching needs the database to itself, and SQLite answers "database is locked"
+    at once, without waiting for the busy timeout, when another process is switching
+    or creating it at the same moment (two runs started together on one destination:
+    1 start in 40 failed with three processes). So ask again for up to BUSY_TIMEOUT.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.005
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.1)
 
 
 def _create_schema(path: Path, db: sqlite3.Connection) -> None:
