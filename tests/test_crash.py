@@ -74,3 +74,24 @@ def test_sigkill_before_the_first_byte_leaves_nothing_corrupt(server: Server, en
 
     assert 0 == done.returncode, err
     assert body(name, 100000) == (tmp_path / name).read_bytes()
+
+
+def test_two_runs_on_one_list_share_the_work(server: Server, engine: str, tmp_path: Path) -> None:
+    """Two runs started together on one list and one destination (manifest on): both end well,
+    every file is whole, and the files are fetched about once in all (a part being written by
+    one run is left to it), not once per run."""
+    names = [f"{engine}-shared-{i}.bin" for i in range(60)]
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(server.file_url(name, 20_000) + "\n" for name in names))
+    dest = tmp_path / "dest"
+    argv = [sys.executable, "-m", "downloader", "-i", str(listing), "-d", str(dest), "-e", engine, "-q", "-j", "8"]
+    for name in names:
+        server.set_rule(f"/bytes/20000/{name}", Rule(delay=0.05))  # transfers overlap in time
+
+    runs = [subprocess.Popen(argv, stderr=subprocess.PIPE) for _ in range(2)]
+    outcomes = [run.communicate(timeout=60) for run in runs]
+
+    assert [0, 0] == [run.returncode for run in runs], outcomes
+    assert all(body(name, 20_000) == (dest / name).read_bytes() for name in names)
+    served = sum(len(server.requests(f"/bytes/20000/{name}")) for name in names)
+    assert served <= 1.2 * len(names), served
