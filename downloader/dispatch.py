@@ -126,10 +126,12 @@ class Dispatcher:
 
     def settle(self, job: Job, path: Path, result: Result) -> int:
         """Report a transfer's result and those of its parked duplicates; how many parked ones."""
+        # Recorded before the claim goes: another URL for this path, admitted meanwhile,
+        # finds the owner in the one or the other and takes the collision name.
+        self._remember(job, Path(result.path) if result.path else path, result.status.value, result)
         with self._lock:
             claim = self._claims.pop(path)
         self._events.result(result)
-        self._remember(job, Path(result.path) if result.path else path, result.status.value, result)
         for duplicate in claim.parked:
             self._events.result(_duplicate_result(duplicate, result))
         return len(claim.parked)
