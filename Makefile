@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11 and pip:
 #   make run   - install, start the bundled demo server on 127.0.0.1, download sample_urls.txt
-#   make test  - install with test extras, run the whole suite
+#   make test  - install with test extras, check the types (mypy --strict), run the whole suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,6 +23,7 @@ run: $(VENV)/.installed
 	$(BIN)/python -m downloader.testing demo --list sample_urls.txt --dest downloads
 
 test: $(VENV)/.installed-test
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 BENCH_ARGS ?= --repeat 3 --markdown bench/results/latest.md --readme README.md

@@ -19,7 +19,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from downloader import dryrun
 from downloader.api import Run
@@ -253,9 +253,9 @@ def _config(args: argparse.Namespace) -> Config:
         raise UsageError(str(exc)) from exc
 
 
-def _request_options(args: argparse.Namespace) -> dict[str, object]:
+def _request_options(args: argparse.Namespace) -> dict[str, Any]:
     """Config fields for headers, credentials, proxies and TLS: the environment is read here only."""
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "headers": tuple(_header(text) for text in args.header),
         "user": _credentials(args.user) if args.user else None,
         "netrc": _netrc(args.netrc_file),

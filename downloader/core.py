@@ -91,7 +91,8 @@ class ResumeState:
         return self.last_modified
 
     def dumps(self) -> str:
-        fields = {"url": self.url, "etag": self.etag, "last_modified": self.last_modified, "size": self.size}
+        fields: dict[str, object] = {"url": self.url, "etag": self.etag, "last_modified": self.last_modified,
+                                     "size": self.size}
         if self.segments is not None:
             fields["segments"] = [list(s) for s in self.segments]
         return json.dumps({"version": self.VERSION, **fields})
@@ -287,7 +288,8 @@ def proxy_for(url: str, proxies: Mapping[str, str], no_proxy: str) -> str | None
     if not proxy or not parts.hostname:
         return None
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if no_proxy and urllib.request.proxy_bypass_environment(host, {"no": no_proxy}):
+    # proxy_bypass_environment is undocumented but stable since Python 3.0; typeshed omits it.
+    if no_proxy and urllib.request.proxy_bypass_environment(host, {"no": no_proxy}):  # type: ignore[attr-defined]
         return None
     return proxy
 

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, get_args
+from typing import Literal, TypedDict, get_args
 
 __all__ = [
     "MIN_BURST",
@@ -51,6 +51,7 @@ __all__ = [
     "HostPolicy",
     "HostSlot",
     "Outcome",
+    "PauseSettings",
     "Stopped",
     "ThreadPoliteness",
     "TokenBucket",
@@ -596,7 +597,14 @@ def note_response(slot: HostSlot, status: int, headers: Mapping[str, str]) -> No
         slot.outcome("throttled", retry_after=parse_retry_after(headers.get("Retry-After")))
 
 
-def pause_settings(backoff_base: float, max_wait: float) -> dict[str, float]:
+class PauseSettings(TypedDict):
+    """The pause keywords of :class:`AsyncPoliteness` and :class:`ThreadPoliteness`."""
+
+    pause: float
+    max_pause: float
+
+
+def pause_settings(backoff_base: float, max_wait: float) -> PauseSettings:
     """How long a host that answered 429/503 is left alone: its Retry-After up to ``max_wait``,
     else twice the first retry's backoff (so the retry itself is not held back much longer)."""
     return {"pause": 2 * backoff_base, "max_pause": max_wait}

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from downloader.config import Config
 from downloader.errors import DownloadError, HTTPStatusError, IntegrityError, RetriesExhausted, TransferError
 
 __all__ = ["RetryState"]
+
+
+class _Uniform(Protocol):
+    """What the backoff draws from: ``random.Random`` or the ``random`` module itself."""
+
+    def uniform(self, a: float, b: float, /) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +43,7 @@ class RetryState:
     def from_config(cls, config: Config) -> RetryState:
         return cls(config.retries, config.backoff_base, config.backoff_cap, config.max_wait)
 
-    def increment(self, error: DownloadError, rng: random.Random | None = None) -> RetryState:
+    def increment(self, error: DownloadError, rng: _Uniform | None = None) -> RetryState:
         """The state for the next attempt after ``error``.
 
         Raises:
@@ -58,12 +65,12 @@ class RetryState:
             raise RetriesExhausted(error.url, reason, self.attempts) from error
         return replace(self, attempts=self.attempts + 1, delay=self._delay_after(error, rng or random))
 
-    def _delay_after(self, error: TransferError, rng: random.Random | object) -> float:
-        retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
-        if retry_after is not None:
+    def _delay_after(self, error: TransferError, rng: _Uniform) -> float:
+        if isinstance(error, HTTPStatusError) and error.retry_after is not None:
+            retry_after = error.retry_after
             if retry_after > self.max_wait:
                 reason = f"{error.reason}: server asks to retry after {retry_after:.0f} s, more than max wait {self.max_wait:.0f} s"
                 raise HTTPStatusError(error.url, reason, error.status, False, retry_after) from error
             return retry_after
         ceiling = min(self.cap, self.base * 2.0 ** min(self.attempts - 1, 64))
-        return rng.uniform(0.0, ceiling)  # type: ignore[attr-defined]
+        return rng.uniform(0.0, ceiling)

@@ -16,7 +16,7 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import BinaryIO
+from typing import IO
 
 from downloader.errors import InvalidJob
 from downloader.jobs import Job
@@ -100,7 +100,7 @@ def _job_problem(job: Job) -> str | None:
     return problem
 
 
-def read_list(stream: BinaryIO, name: str) -> Iterator[Entry]:
+def read_list(stream: IO[bytes], name: str) -> Iterator[Entry]:
     """Yield the entries of a list file, one line at a time (never the whole file).
 
     A line longer than MAX_LINE bytes is reported and skipped without being held in memory.
@@ -123,7 +123,7 @@ def read_list(stream: BinaryIO, name: str) -> Iterator[Entry]:
             yield entry
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
+def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
     """The stream's lines; None for a line too long to keep (the rest of it is skipped)."""
     while raw := stream.readline(MAX_LINE + 1):
         if len(raw) <= MAX_LINE or raw.endswith(b"\n"):

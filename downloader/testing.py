@@ -263,9 +263,9 @@ class Server:
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True,
                            ssl_context=self.ssl_context)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # the real port when 0 was asked
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        addresses = self._runner.addresses  # the real port when 0 was asked
+        if addresses:
+            self.port = addresses[0][1]
 
     async def _cleanup(self) -> None:
         if self._runner is not None:

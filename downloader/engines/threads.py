@@ -181,9 +181,10 @@ def _attempt(context: _Context, job: Job, path: Path, current: Validators | None
 def _read_whole(response: requests.Response, transfer: Transfer, context: _Context) -> bytes:
     """A small body, kept in memory (it fits in one chunk) and fed as its pieces arrive."""
     assert transfer.decision is not None and transfer.decision.total is not None
-    context.events.bytes_expected(transfer.decision.total)
+    total = transfer.decision.total
+    context.events.bytes_expected(total)
     pieces = []
-    for piece in iter(lambda: response.raw.read1(transfer.decision.total, decode_content=False), b""):
+    for piece in iter(lambda: response.raw.read1(total, decode_content=False), b""):
         transfer.feed(piece)
         context.events.bytes_received(len(piece))
         context.politeness.spend(len(piece))
