@@ -95,3 +95,35 @@ def test_two_runs_on_one_list_share_the_work(server: Server, engine: str, tmp_pa
     assert all(body(name, 20_000) == (dest / name).read_bytes() for name in names)
     served = sum(len(server.requests(f"/bytes/20000/{name}")) for name in names)
     assert served <= 1.2 * len(names), served
+
+
+LIMITED = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+sys.argv = ["downloader", *sys.argv[1:]]
+runpy.run_module("downloader", run_name="__main__")
+"""
+"""The CLI in a process whose files may not grow past 1 MiB (like a full disk, without one)."""
+
+
+def test_a_write_that_fails_fails_the_url_and_keeps_the_part(server: Server, engine: str, tmp_path: Path) -> None:
+    """A local write error in the middle of a body (EFBIG from RLIMIT_FSIZE, as a full disk would
+    give ENOSPC) fails the URL at once, naming the part and the system's reason; the bytes written
+    stay in the part, and a run without the limit resumes from them, byte-exact."""
+    name, size = f"{engine}-toolarge.bin", 3_000_000
+    args = [server.file_url(name, size), "-d", str(tmp_path), "-e", engine, "-q", "--no-manifest"]
+
+    limited = subprocess.run([sys.executable, "-c", LIMITED, *args], capture_output=True, text=True, timeout=60)
+    part = tmp_path / f"{name}.part"
+    kept = part.stat().st_size
+    served_first = server.bytes_sent(f"/bytes/{size}/{name}")
+    again = subprocess.run([sys.executable, "-m", "downloader", *args], capture_output=True, text=True, timeout=60)
+
+    assert 1 == limited.returncode, limited.stderr
+    assert f"{name}.part" in limited.stderr and "File too large" in limited.stderr
+    assert 1 == len([e for e in server.requests(f"/bytes/{size}/{name}") if e.range is None])  # not retried
+    assert 0 < kept <= 1024 * 1024
+    assert 0 == again.returncode, again.stderr
+    assert body(name, size) == (tmp_path / name).read_bytes()
+    assert server.bytes_sent(f"/bytes/{size}/{name}") - served_first <= size - kept + 1024 * 1024
