@@ -214,10 +214,9 @@ class Transfer:
 
     def _ready(self, *, save_state: bool) -> None:
         decision = self.decision
-        assert decision is not None
+        assert decision is not None and self.fd is not None
         if decision.action in (Action.REDIRECT, Action.UNCHANGED):
             return
-        assert self.fd is not None
         try:
             if decision.action is Action.RESTART:
                 self.discard()
