@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, TypedDict, get_args
 
+from downloader.config import Config
+
 __all__ = [
     "MIN_BURST",
     "STOP_POLL",
@@ -51,14 +53,14 @@ __all__ = [
     "HostPolicy",
     "HostSlot",
     "Outcome",
-    "PauseSettings",
+    "Settings",
     "Stopped",
     "ThreadPoliteness",
     "TokenBucket",
     "host_key",
     "note_response",
     "outcome_for_status",
-    "pause_settings",
+    "settings_for",
     "parse_rate",
 ]
 
@@ -597,14 +599,19 @@ def note_response(slot: HostSlot, status: int, headers: Mapping[str, str]) -> No
         slot.outcome("throttled", retry_after=parse_retry_after(headers.get("Retry-After")))
 
 
-class PauseSettings(TypedDict):
-    """The pause keywords of :class:`AsyncPoliteness` and :class:`ThreadPoliteness`."""
+class Settings(TypedDict):
+    """What :class:`AsyncPoliteness` and :class:`ThreadPoliteness` are built with, from a run's Config."""
 
+    per_host: int
+    rate: float | None
+    ceiling: int | None
     pause: float
     max_pause: float
 
 
-def pause_settings(backoff_base: float, max_wait: float) -> PauseSettings:
-    """How long a host that answered 429/503 is left alone: its Retry-After up to ``max_wait``,
+def settings_for(config: Config) -> Settings:
+    """The politeness of a run: ``--per-host`` (with borrowing under the default), ``--limit-rate``,
+    and how long a host that answered 429/503 is left alone: its Retry-After up to ``--max-wait``,
     else twice the first retry's backoff (so the retry itself is not held back much longer)."""
-    return {"pause": 2 * backoff_base, "max_pause": max_wait}
+    return {"per_host": config.host_limit, "rate": config.limit_rate, "ceiling": config.host_ceiling,
+            "pause": 2 * config.backoff_base, "max_pause": config.max_wait}

@@ -20,7 +20,7 @@ from downloader.core import Action, Request, Validators, proxy_for
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
-from downloader.politeness import AsyncPoliteness, host_key, note_response, pause_settings
+from downloader.politeness import AsyncPoliteness, host_key, note_response, settings_for
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
@@ -52,8 +52,7 @@ async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatc
     # a retry costs a task, not a connection (the connector holds those to -j), so a
     # paused host does not idle the others. A parked duplicate keeps its own slot.
     slots = asyncio.Semaphore(4 * config.concurrency)
-    politeness = AsyncPoliteness(config.host_limit, config.limit_rate, ceiling=config.host_ceiling,
-                                 **pause_settings(config.backoff_base, config.max_wait))
+    politeness = AsyncPoliteness(**settings_for(config))
     async with _session(config) as session, asyncio.TaskGroup() as tasks:
         context = _Context(session, config, events, politeness)
         async for entry in _read(entries):

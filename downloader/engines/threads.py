@@ -22,7 +22,7 @@ from downloader.core import Action, Request, Validators, proxy_for
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
-from downloader.politeness import ThreadPoliteness, host_key, note_response, pause_settings
+from downloader.politeness import ThreadPoliteness, host_key, note_response, settings_for
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
@@ -48,8 +48,7 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     # not idle the others. At most two jobs per worker are admitted and not finished
     # (running or queued in the executor, whose own queue has no bound).
     slots = threading.BoundedSemaphore(2 * WORKERS_PER_TRANSFER * config.concurrency)
-    politeness = ThreadPoliteness(config.host_limit, config.limit_rate, stop=stop, interrupt=Interrupted,
-                                  ceiling=config.host_ceiling, **pause_settings(config.backoff_base, config.max_wait))
+    politeness = ThreadPoliteness(stop=stop, interrupt=Interrupted, **settings_for(config))
     with _session(config) as session:
         context = _Context(session, config, events, politeness, stop, threading.BoundedSemaphore(config.concurrency))
         try:
