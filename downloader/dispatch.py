@@ -20,8 +20,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from downloader import naming, storage
 from downloader.config import Config
@@ -35,6 +37,7 @@ from downloader.sources import Entry
 __all__ = ["Admission", "Dispatcher", "Verdict", "failed_result"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class Verdict(enum.Enum):
@@ -161,19 +164,17 @@ class Dispatcher:
     # goes on without it, said once in the log, rather than stopping every transfer.
 
     def _lookup(self, url: str) -> Record | None:
-        if self._recorded is not None and not self._recorded.may_hold(url):
-            return None
-        try:
-            return self._manifest.lookup(url) if self._manifest is not None else None
-        except ManifestError as error:
-            self._drop_manifest(error)
-            return None
+        return self._ask(Manifest.lookup, url)
 
     def _owner(self, path: str) -> str | None:
-        if self._recorded is not None and not self._recorded.may_hold(path):
+        return self._ask(Manifest.owner, path)
+
+    def _ask(self, query: Callable[[Manifest, str], _T | None], key: str) -> _T | None:
+        """``query(manifest, key)``, or None without asking when the manifest cannot hold ``key``."""
+        if self._manifest is None or (self._recorded is not None and not self._recorded.may_hold(key)):
             return None
         try:
-            return self._manifest.owner(path) if self._manifest is not None else None
+            return query(self._manifest, key)
         except ManifestError as error:
             self._drop_manifest(error)
             return None
