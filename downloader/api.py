@@ -8,7 +8,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO
+import resource
+from typing import IO, Protocol
 
 from downloader.config import Config, EngineName
 from downloader.dispatch import Dispatcher
@@ -16,9 +17,10 @@ from downloader.engines import get_engine
 from downloader.jobs import Job, Result
 from downloader.manifest import Manifest, ManifestError
 from downloader.progress import Progress, Summary
+from downloader.sharding import Shard, in_shard
 from downloader.sources import Entry, read_urls
 
-__all__ = ["Run", "download"]
+__all__ = ["LocalRun", "Run", "download"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,61 @@ class Run:
     Results are handed to ``on_result`` as they happen and not kept, so a run over
     ten million URLs holds only the transfers in flight. With ``list_failures`` the
     failures are spooled to a temporary file for :meth:`failures`.
+
+    With ``config.processes`` above one (or None: one per core) the entries are spread
+    over that many engine processes (:mod:`downloader.processes`); with ``dask``, over
+    the workers of a Dask cluster (:mod:`downloader.cluster`). Either way this process
+    reads the list and owns the progress, the results and the summary.
+
+    .. versionchanged:: 0.3 ``config.processes``, ``config.shard`` and ``dask``.
     """
+
+    def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
+                 stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None) -> None:
+        self.config = config
+        self._backend: _Backend
+        if dask is not None:
+            from downloader.cluster import ClusterRun  # the optional extra, only when asked for
+
+            self._backend = ClusterRun(config, dask, on_result=on_result, stream=stream, list_failures=list_failures)
+        elif config.process_count > 1:
+            from downloader.processes import ProcessRun
+
+            self._backend = ProcessRun(config, config.process_count, on_result=on_result, stream=stream,
+                                       list_failures=list_failures)
+        else:
+            self._backend = LocalRun(config, on_result=on_result, stream=stream, list_failures=list_failures)
+
+    def __call__(self, entries: Iterable[Entry]) -> Summary:
+        """Fetch every entry (of ``config.shard`` only, when it is set). On KeyboardInterrupt the
+        parts stay on disk and the interrupt propagates."""
+        if self.config.shard is not None:
+            entries = in_shard(entries, Shard(*self.config.shard), self.config.layout)
+        return self._backend(entries)
+
+    def summary(self) -> Summary:
+        """Counts so far; jobs still in flight count as interrupted once the run was stopped."""
+        return self._backend.summary()
+
+    def failures(self) -> Iterator[str]:
+        """Each failure as ``URL: reason``."""
+        return self._backend.failures()
+
+    def peak_rss(self) -> dict[str, object]:
+        """Peak resident memory in bytes of this process (``parent``) and of each engine process
+        or cluster worker of the run (``workers``)."""
+        return self._backend.peak_rss()
+
+
+class _Backend(Protocol):
+    def __call__(self, entries: Iterable[Entry]) -> Summary: ...
+    def summary(self) -> Summary: ...
+    def failures(self) -> Iterator[str]: ...
+    def peak_rss(self) -> dict[str, object]: ...
+
+
+class LocalRun:
+    """A run in this process: one engine, one dispatcher."""
 
     def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
                  stream: IO[str] | None = None, list_failures: bool = False) -> None:
@@ -44,7 +100,6 @@ class Run:
         self._interrupted = False
 
     def __call__(self, entries: Iterable[Entry]) -> Summary:
-        """Fetch every entry. On KeyboardInterrupt the parts stay on disk and the interrupt propagates."""
         engine = get_engine(self.config.engine)
         try:
             engine(iter(entries), self.config, self.progress, self.dispatcher)
@@ -66,12 +121,13 @@ class Run:
             log.error("manifest not fully written: %s", error)
 
     def summary(self) -> Summary:
-        """Counts so far; jobs still in flight count as interrupted once the run was stopped."""
         return self.progress.summary(interrupted=self.dispatcher.in_flight if self._interrupted else 0)
 
     def failures(self) -> Iterator[str]:
-        """Each failure as ``URL: reason``."""
         return self.progress.failures()
+
+    def peak_rss(self) -> dict[str, object]:
+        return {"parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers": []}
 
 
 def download(
@@ -83,6 +139,9 @@ def download(
     retries: int = 5,
     timeout: float = 30.0,
     progress: bool = False,
+    processes: int | None = 1,
+    shard: tuple[int, int] | None = None,
+    dask: object | None = None,
     config: Config | None = None,
 ) -> list[Result]:
     """Download ``urls`` (strings or :class:`Job` objects) and return one result per job, in completion order.
@@ -95,14 +154,19 @@ def download(
         retries: retries after the first attempt of each URL.
         timeout: connect timeout and stall timeout, in seconds.
         progress: show a progress bar on stderr.
-        config: a full :class:`Config`; when given, the keyword options above are ignored.
+        processes: engine processes to spread the URLs over (None: one per core).
+        shard: ``(K, N)``: fetch only shard K of N of ``urls`` (see :mod:`downloader.sharding`).
+        dask: run on a Dask cluster: a ``distributed.Client``, a scheduler address
+            (``"tcp://host:8786"``), or ``"local"`` / ``"local:N"`` for a LocalCluster of N
+            worker processes (needs ``pip install 'downloader[dask]'``).
+        config: a full :class:`Config`; when given, the keyword options above but ``dask`` are ignored.
 
     Returns:
         A :class:`Result` per job: downloaded, skipped or failed (with the reason).
     """
     if config is None:
         config = Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
-                        timeout=timeout, progress=progress)
+                        timeout=timeout, progress=progress, processes=processes, shard=shard)
     results: list[Result] = []
     lock = threading.Lock()
 
@@ -110,5 +174,5 @@ def download(
         with lock:
             results.append(result)
 
-    Run(dataclasses.replace(config), on_result=collect)(read_urls(urls))
+    Run(dataclasses.replace(config), on_result=collect, dask=dask)(read_urls(urls))
     return results

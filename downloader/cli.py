@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import dataclasses
 import itertools
 import logging
@@ -23,12 +24,13 @@ from typing import IO, Any, TypeVar
 
 from downloader import dryrun
 from downloader.api import Run
-from downloader.config import Config, __version__
+from downloader.config import Config, __version__, default_processes
 from downloader.jobs import Result
 from downloader.manifest import ManifestError, default_path, status_report
 from downloader.politeness import parse_rate
 from downloader.progress import Summary
 from downloader.report import FailedList, JsonReport
+from downloader.sharding import Shard, in_shard
 from downloader.sources import Entry, read_list, read_urls
 
 __all__ = ["main"]
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed-time", type=_seconds, default=60.0, metavar="SECONDS",
                         help="how long a transfer may stay under --speed-limit (default 60)")
     parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
+    _add_scale_options(parser)
     _add_mirroring_options(parser)
     _add_request_options(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
@@ -100,6 +103,20 @@ def _add_mirroring_options(parser: argparse.ArgumentParser) -> None:
                         help="total bandwidth cap, bytes per second with k, M, G suffixes (e.g. 500k, 20M)")
 
 
+def _add_scale_options(parser: argparse.ArgumentParser) -> None:
+    scale = parser.add_argument_group("scale-out")
+    scale.add_argument("--processes", type=_positive_int, metavar="N",
+                       help="spread the list over N engine processes, each with its share of -j "
+                            f"(default: one per core, at most -j; here {default_processes(16)} for -j 16)")
+    scale.add_argument("--shard", type=_shard, metavar="K/N",
+                       help="fetch only shard K of N of the list (a stable hash of each output path): "
+                            "N machines running K = 1..N split one list with no coordinator")
+    scale.add_argument("--dask", metavar="ADDRESS",
+                       help="run on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local[:N] for a "
+                            "LocalCluster of N worker processes; DEST must be a path every worker sees "
+                            "(needs pip install 'downloader[dask]')")
+
+
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
     requests_ = parser.add_argument_group("requests")
     requests_.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
@@ -129,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("no URLs: give URLs as arguments or a list with -i FILE")
             lists = [_open_list(name, files) for name in args.input_file]
             config = _config(args)
+            dask = _dask(args.dask, verbose=args.verbose)
             outputs = _Outputs(_open(args.report, "report", JsonReport, files),
                                _open(args.failed, "failed list", FailedList, files))
         except UsageError as error:
@@ -137,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if args.dry_run:
             return _dry_run(config, _entries(args.urls, lists))
-        return _run(config, _entries(args.urls, lists), outputs)
+        return _run(config, _entries(args.urls, lists), outputs, dask)
 
 
 @dataclasses.dataclass
@@ -177,6 +195,9 @@ def status_main(argv: list[str]) -> int:
 
 def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     """Print one line per entry and a total; exit 1 when some entry would fail."""
+    if config.shard is not None:
+        entries = in_shard(entries, Shard(*config.shard), config.layout)
+
     def printed() -> Iterator[dryrun.Planned]:
         for item in dryrun.plan(entries, config):
             print(item.line())
@@ -188,11 +209,16 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     return EXIT_FAILED if counts["fail"] else EXIT_OK
 
 
-def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs) -> int:
+def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str | None = None) -> int:
     try:
-        run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True)
+        run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True, dask=dask)
     except ManifestError as error:
         print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # noqa: BLE001 - only ClusterError is expected; the extra's import is lazy
+        if type(error).__name__ != "ClusterError":
+            raise
+        print(f"downloader: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _terminate_like_ctrl_c()
     try:
@@ -270,6 +296,8 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "min_split_size": max(1, args.min_split_size),
         "manifest": None if args.no_manifest else Path(args.manifest) if args.manifest else default_path(Path(args.dest)),
         "limit_rate": args.limit_rate,
+        "processes": args.processes,
+        "shard": args.shard,
     }
     if args.user_agent is not None:
         options["user_agent"] = args.user_agent
@@ -282,6 +310,21 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         options["proxies"] = tuple((k, v) for k, v in found.items() if k in ("http", "https", "all"))
         options["no_proxy"] = found.get("no", "")
     return options
+
+
+def _dask(address: str | None, *, verbose: bool) -> str | None:
+    """``--dask``: the address as given, once the optional extra is known to be installed."""
+    if address is None:
+        return None
+    if importlib.util.find_spec("distributed") is None:
+        raise UsageError("--dask needs the optional extra: pip install 'downloader[dask]'")
+    if not address.strip():
+        raise UsageError("--dask wants tcp://HOST:PORT or local[:N]")
+    import distributed  # noqa: F401 - imported here so that its logging set-up comes before ours
+
+    if not verbose:  # Dask's own chatter (ports, workers starting and stopping) only with -v
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    return address.strip()
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -355,6 +398,14 @@ def _rate(text: str) -> int:
         return parse_rate(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        shard = Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return shard.index, shard.count
 
 
 def _positive_int(text: str) -> int:

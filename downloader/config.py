@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "Config", "EngineName"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "Config", "EngineName", "default_processes"]
 
 __version__ = "0.1.0"
 
@@ -93,6 +94,17 @@ class Config:
     """The SQLite manifest of what was fetched (the CLI defaults it to DEST/.downloader/manifest.sqlite)."""
     sync: bool = False
     """Re-check files already present with a conditional request: 304 keeps them, 200 replaces them."""
+    processes: int | None = 1
+    """Engine processes the list is spread over (``--processes``): each takes the entries whose
+    placement hash names it, with its share of ``concurrency``; the calling process reads the list
+    and gathers the results. None picks one per core (see :attr:`process_count`)."""
+    shard: tuple[int, int] | None = None
+    """``(K, N)``: take only shard K of N of the list (``--shard K/N``, see :mod:`downloader.sharding`)."""
+
+    @property
+    def process_count(self) -> int:
+        """``processes``, or when it is None one per core, at most one per transfer."""
+        return self.processes if self.processes is not None else default_processes(self.concurrency)
 
     @property
     def host_limit(self) -> int:
@@ -126,7 +138,17 @@ class Config:
         _require(self.limit_rate is None or self.limit_rate >= 1, f"limit_rate must be at least 1, not {self.limit_rate}")
         _require(self.max_redirects >= 0, f"max_redirects must not be negative, not {self.max_redirects}")
         _require(self.max_filesize is None or self.max_filesize >= 0, f"max_filesize must not be negative, not {self.max_filesize}")
+        _require(self.processes is None or self.processes >= 1, f"processes must be at least 1, not {self.processes}")
+        _require(self.shard is None or 1 <= self.shard[0] <= self.shard[1],
+                 f"shard must be (K, N) with 1 <= K <= N, not {self.shard}")
         _require(self.max_wait >= 0, f"max_wait must not be negative, not {self.max_wait}")
+
+
+def default_processes(concurrency: int) -> int:
+    """Engine processes when none are asked for: one per core this process may run on, at most
+    one per transfer (a process with no transfer of its own would only cost memory)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, concurrency))
 
 
 def _require(condition: bool, message: str) -> None:

@@ -1,0 +1,520 @@
+"""A Dask cluster: the list cut into tasks of a bounded number of lines, each run by the ordinary engine on a worker.
+
+This process (the client) reads the list lazily and puts each entry in one of a
+few *buckets* by its placement hash (:mod:`downloader.sharding`), so the lines that
+must be decided together (the same URL, URLs naming the same file) share a bucket.
+A bucket that holds :data:`TASK_LINES` lines becomes one task, and each bucket has
+at most one task running at a time, so no two workers ever decide the same file at
+once. At most :attr:`ClusterRun.window` tasks are submitted and not finished: the
+scheduler holds a bounded graph, and a slow cluster slows the reader.
+
+A task runs :class:`downloader.api.LocalRun` on its lines, writing into the
+destination, which every worker must see (a shared file system). It keeps its own
+records: a manifest and a results file of its own in ``DEST/.downloader/tasks/``
+(SQLite must not be shared by writers on several machines), and returns only their
+names and a few numbers. The client reads the results into the report and the
+summary and merges the records into the destination's manifest, which only it
+writes. Before a task is submitted, the client settles from that manifest what
+earlier tasks and runs already decided: done URLs are skipped without a request,
+and a URL whose file name another URL owns gets its collision name.
+
+A worker that dies takes its task with it; Dask gives the task to another worker,
+which resumes the parts the dead one left (the task's records are on the shared
+disk). Ctrl-C stops every task through a cluster-wide event (parts kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import resource
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from downloader import naming
+from downloader.config import Config
+from downloader.dispatch import failed_result
+from downloader.errors import DownloadError, InvalidJob
+from downloader.jobs import Job, Result, Status
+from downloader.manifest import Manifest, ManifestError, Record
+from downloader.progress import Progress, Summary
+from downloader.sharding import placement_hash, placement_key, process_of
+from downloader.sources import Entry
+
+__all__ = ["TASK_LINES", "ClusterError", "ClusterRun", "connect", "run_task"]
+
+log = logging.getLogger(__name__)
+
+TASK_LINES = 1000
+"""Most list lines per task: enough to amortise a task's start, few enough to spread a list early."""
+_FIRST_TASK_SECONDS = 0.5
+"""A bucket waits at most this long for its lines before its first task is sent anyway."""
+_TOPIC = "downloader-progress"
+_REPORT_SECONDS = 0.5
+_STOP_GRACE = 20.0
+_RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
+
+
+class ClusterError(Exception):
+    """The cluster cannot be used: a bad address, no scheduler there, or no worker."""
+
+
+def connect(dask: object, *, quiet: bool = True) -> tuple[Any, list[Any]]:
+    """A ``distributed.Client`` for ``dask`` and what to close after the run (what was created here).
+
+    ``dask`` is a Client (used as it is), ``"local"`` / ``"local:N"`` (a LocalCluster of N
+    worker processes on 127.0.0.1; N defaults to the number of cores), or a scheduler
+    address such as ``"tcp://10.0.0.5:8786"``.
+
+    Raises:
+        ClusterError: the address is not usable, or no scheduler answers there.
+    """
+    import distributed  # the optional extra: downloader[dask]
+
+    if isinstance(dask, distributed.Client):
+        return dask, []
+    text = str(dask).strip()
+    level = logging.ERROR if quiet else logging.INFO
+    if text == "local" or text.startswith("local:"):
+        workers = _local_workers(text)
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None, silence_logs=level)
+        client = distributed.Client(cluster)
+        return client, [client, cluster]
+    if "://" not in text and ":" not in text:
+        raise ClusterError(f"--dask wants tcp://HOST:PORT or local[:N], not {text!r}")
+    try:
+        client = distributed.Client(text, timeout=10)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ClusterError(f"no Dask scheduler answers at {text} ({error})") from error
+    return client, [client]
+
+
+def _local_workers(text: str) -> int:
+    count = text.partition(":")[2]
+    if not count:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not count.isdigit() or int(count) < 1:
+        raise ClusterError(f"--dask local:N wants a number of workers of at least 1, not {count!r}")
+    return int(count)
+
+
+# -- the client --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Task:
+    name: str
+    bucket: int
+    jobs: list[Job]
+
+
+@dataclass
+class _Buckets:
+    """Lines waiting for their bucket's next task, and which buckets have one running."""
+
+    count: int
+    waiting: list[list[Job]] = field(default_factory=list)
+    busy: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.waiting = [[] for _ in range(self.count)]
+
+    def fullest(self) -> int:
+        return max(range(self.count), key=lambda index: len(self.waiting[index]))
+
+
+class ClusterRun:
+    """A run on a Dask cluster; the same interface as :class:`downloader.Run`.
+
+    Raises:
+        ClusterError: the cluster cannot be reached or has no worker.
+        ManifestError: the destination's manifest cannot be opened.
+    """
+
+    def __init__(self, config: Config, dask: object, *, on_result: Callable[[Result], None] | None = None,
+                 stream: IO[str] | None = None, list_failures: bool = False) -> None:
+        self.config = config
+        config.dest.mkdir(parents=True, exist_ok=True)
+        self._tasks_dir = config.dest / ".downloader" / "tasks"
+        self._manifest = Manifest(config.manifest) if config.manifest is not None else None
+        quiet = not logging.getLogger("downloader").isEnabledFor(logging.INFO)
+        self._client, self._owned = connect(dask, quiet=quiet)
+        try:
+            threads = sum(self._client.nthreads().values()) or self._wait_for_workers()
+        except BaseException:
+            self._close_cluster()
+            raise
+        # Two tasks per worker thread keep every worker busy while results come back; an
+        # explicit --per-host holds for the whole cluster: each running task gets its share.
+        self.window = 2 * threads if config.per_host is None else max(1, min(2 * threads, config.per_host))
+        task_per_host = None if config.per_host is None else max(1, config.per_host // self.window)
+        self._task_config = dataclasses.replace(config, processes=1, shard=None, progress=False, per_host=task_per_host)
+        self._buckets = _Buckets(2 * self.window)
+        self._run_id = uuid.uuid4().hex[:12]
+        self._numbers = itertools.count(1)
+        self._running: dict[Any, _Task] = {}
+        self._peaks: list[int] = []
+        self._interrupted = 0
+        self._started = time.monotonic()
+        self._sent_any = False
+        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
+        self._client.subscribe_topic(_TOPIC, self._on_progress)
+        self._merge_left_over()
+
+    def _wait_for_workers(self) -> int:
+        try:
+            self._client.wait_for_workers(1, timeout=30)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(f"the Dask cluster has no worker ({error})") from error
+        return sum(self._client.nthreads().values())
+
+    # -- the run ---------------------------------------------------------------------
+
+    def __call__(self, entries: Iterable[Entry]) -> Summary:
+        try:
+            for entry in entries:
+                self._take(entry)
+            for bucket in range(self._buckets.count):
+                if self._buckets.waiting[bucket]:
+                    self._submit(bucket)
+            while self._running:
+                self._wait(block=True)
+        except BaseException:
+            self._stop()
+            raise
+        finally:
+            self.progress.close()
+            self._close()
+        return self.summary()
+
+    def summary(self) -> Summary:
+        return self.progress.summary(interrupted=self._interrupted)
+
+    def failures(self) -> Iterator[str]:
+        return self.progress.failures()
+
+    def peak_rss(self) -> dict[str, object]:
+        return {"parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers": list(self._peaks)}
+
+    def _take(self, entry: Entry) -> None:
+        self.progress.job_seen()
+        if isinstance(entry, InvalidJob):
+            self.progress.result(failed_result(entry.url, entry, entry.origin))
+            return
+        done = self._done_before(entry)
+        if done is not None:  # settled here: a re-run of a completed list sends no task at all
+            self.progress.result(done)
+            return
+        bucket = process_of(placement_hash(placement_key(entry, self.config.layout)), self._buckets.count)
+        self._buckets.waiting[bucket].append(entry)
+        if len(self._buckets.waiting[bucket]) >= TASK_LINES:
+            self._submit(bucket)
+        elif not self._sent_any and time.monotonic() - self._started > _FIRST_TASK_SECONDS:
+            self._submit(self._buckets.fullest())  # a long list starts at once, not after a bucket fills
+        self._wait(block=False)
+
+    def _submit(self, bucket: int) -> None:
+        """Send the bucket's waiting lines as one task, once the bucket is free and the window has room."""
+        while bucket in self._buckets.busy or len(self._running) >= self.window:
+            self._wait(block=True)
+        lines, self._buckets.waiting[bucket] = self._buckets.waiting[bucket], []
+        jobs = [job for job in map(self._settle_names, lines) if job is not None]
+        if not jobs:
+            return
+        name = f"{self._run_id}-{next(self._numbers):06d}"
+        future = self._client.submit(run_task, self._task_config, jobs, str(self._tasks_dir), name, self._run_id,
+                                     key=f"downloader-{name}", pure=False)
+        self._running[future] = _Task(name, bucket, jobs)
+        self._buckets.busy.add(bucket)
+        self._sent_any = True
+
+    def _wait(self, *, block: bool) -> None:
+        """Take the results of the tasks that finished (waiting for one when ``block``)."""
+        import distributed
+
+        if not self._running:
+            return
+        if block:
+            with contextlib.suppress(TimeoutError, distributed.TimeoutError):
+                distributed.wait(list(self._running), timeout=0.5, return_when="FIRST_COMPLETED")
+        for future in [future for future in self._running if future.done()]:
+            self._finished(future, self._running.pop(future))
+
+    def _finished(self, future: Any, task: _Task) -> None:
+        self._buckets.busy.discard(task.bucket)
+        try:
+            outcome: dict[str, Any] = future.result()
+            problem = None
+        except Exception as error:  # noqa: BLE001 - a lost task (KilledWorker, cancelled) or a bug in it
+            outcome, problem = {}, f"Dask task {task.name} failed ({type(error).__name__}: {error})"
+        self._interrupted += int(outcome.get("interrupted", 0))
+        if "peak_rss" in outcome:
+            self._peaks.append(int(outcome["peak_rss"]))
+        answered = self._read_results(task.name)
+        self._merge(task.name)
+        if problem is not None:
+            log.error("%s; %d of its URLs had no result", problem, len(task.jobs) - len(answered))
+        for job in task.jobs:
+            if (job.url, job.origin) in answered:
+                answered.discard((job.url, job.origin))
+            elif problem is not None:
+                self.progress.result(failed_result(job.url, problem, job.origin, job=job))
+
+    def _read_results(self, name: str) -> set[tuple[str, str | None]]:
+        """Report each result the task wrote; the (url, origin) of those reported."""
+        path = self._tasks_dir / f"{name}.jsonl"
+        answered: set[tuple[str, str | None]] = set()
+        with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as lines:
+            for line in lines:
+                with contextlib.suppress(ValueError, KeyError, TypeError):  # a line cut by a dying worker
+                    result = _result_from_json(json.loads(line))
+                    answered.add((result.url, result.origin))
+                    self.progress.result(result)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return answered
+
+    def _on_progress(self, event: tuple[float, dict[str, Any]]) -> None:
+        """Byte counts the tasks publish while they run (on the client's event-loop thread)."""
+        message = event[1]
+        if message.get("run") == self._run_id:
+            self.progress.bytes_received(int(message.get("bytes", 0)))
+
+    # -- the destination's manifest ---------------------------------------------------------
+
+    def _done_before(self, job: Job) -> Result | None:
+        if self._manifest is None or self.config.sync:
+            return None
+        record = self._lookup(job.url)
+        if record is None or record.status not in ("downloaded", "unchanged"):
+            return None
+        return Result(job.url, Status.SKIPPED, str(self.config.dest / record.path), record.size or 0, 0,
+                      record.sha256, "already downloaded (manifest)", job.origin, record.final_url, record.etag,
+                      record.last_modified, job=job)
+
+    def _settle_names(self, job: Job) -> Job | None:
+        """``job`` with the path earlier runs gave it, or its collision name when another URL owns its name."""
+        if self._manifest is None or job.out is not None:
+            return job
+        record = self._lookup(job.url)
+        if record is not None and record.path:
+            return dataclasses.replace(job, out=record.path)
+        try:
+            wanted = naming.output_path(job, Path("."), layout=self.config.layout)
+        except DownloadError:
+            return job  # the task reports it
+        owner = self._owner(wanted.as_posix())
+        if owner is None or owner == job.url:
+            return job
+        return dataclasses.replace(job, out=naming.collision_path(wanted, job.url).as_posix())
+
+    def _lookup(self, url: str) -> Record | None:
+        if self._manifest is None:
+            return None
+        try:
+            return self._manifest.lookup(url)
+        except ManifestError as error:
+            self._drop_manifest(error)
+            return None
+
+    def _owner(self, path: str) -> str | None:
+        if self._manifest is None:
+            return None
+        try:
+            return self._manifest.owner(path)
+        except ManifestError as error:
+            self._drop_manifest(error)
+            return None
+
+    def _drop_manifest(self, error: ManifestError) -> None:
+        log.error("manifest disabled for the rest of this run: %s", error)
+        self._manifest = None
+
+    def _merge(self, name: str) -> None:
+        """Move a task's records into the destination's manifest, then delete its file."""
+        path = self._tasks_dir / f"{name}.sqlite"
+        if self._manifest is not None and path.is_file():
+            try:
+                for record in read_records(path):
+                    self._manifest.record(record)
+                self._manifest.flush()  # the next task of this bucket may look these up
+            except ManifestError as error:
+                self._drop_manifest(error)
+                return
+            except sqlite3.Error as error:
+                log.error("the records of task %s could not be read (%s); kept in %s", name, error, path)
+                return
+        for leftover in (path, *path.parent.glob(f"{path.name}-*")):  # its -wal, -shm or -journal too
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+    def _merge_left_over(self) -> None:
+        """Records of tasks whose client stopped before taking them (a killed run), merged now."""
+        if not self._tasks_dir.is_dir():
+            return
+        for path in sorted(self._tasks_dir.glob("*.sqlite")):
+            self._merge(path.stem)
+        for path in self._tasks_dir.glob("*.jsonl"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # results of a run whose report is gone with it
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def _stop(self) -> None:
+        """Ctrl-C: stop every running task (parts kept), take what they report, cancel the rest."""
+        import distributed
+
+        with contextlib.suppress(Exception):
+            distributed.Event(_stop_event(self._run_id), client=self._client).set()
+        pending = list(self._running)
+        deadline = time.monotonic() + _STOP_GRACE
+        with contextlib.suppress(Exception):
+            while self._running and time.monotonic() < deadline:
+                self._wait(block=True)
+        with contextlib.suppress(Exception):
+            self._client.cancel(pending, force=True)
+        self._running.clear()
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.unsubscribe_topic(_TOPIC)
+        self._close_cluster()
+        if self._manifest is not None:
+            try:
+                self._manifest.close()
+            except ManifestError as error:
+                log.error("manifest not fully written: %s", error)
+
+    def _close_cluster(self) -> None:
+        for owned in self._owned:
+            with contextlib.suppress(Exception):
+                owned.close()
+        self._owned = []
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """The records of a task's manifest, read-only, one row at a time."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for row in db.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM files"):
+            yield Record(*row)
+    finally:
+        db.close()
+
+
+def _stop_event(run_id: str) -> str:
+    return f"downloader-stop-{run_id}"
+
+
+# -- the task, on a worker ---------------------------------------------------------------
+
+
+def run_task(config: Config, jobs: list[Job], tasks_dir: str, name: str, run_id: str) -> dict[str, Any]:
+    """Fetch ``jobs`` with the ordinary engine; return the names of its records and a few numbers.
+
+    Runs on a Dask worker. Results go to ``tasks_dir/name.jsonl``, records to
+    ``tasks_dir/name.sqlite``; a second attempt of the same task (its worker died)
+    reopens both and skips what the first one finished.
+    """
+    from downloader.api import LocalRun
+
+    directory = Path(tasks_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    if config.manifest is not None:
+        config = dataclasses.replace(config, manifest=directory / f"{name}.sqlite")
+    with open(directory / f"{name}.jsonl", "w", encoding="utf-8") as results:
+        lock = threading.Lock()
+
+        def write(result: Result) -> None:
+            line = json.dumps(_result_to_json(result)) + "\n"
+            with lock:
+                results.write(line)
+
+        run = LocalRun(config, on_result=write)
+        interrupted = 0
+        with _published(run, run_id), _stoppable(run_id):
+            try:
+                run(iter(jobs))
+            except KeyboardInterrupt:
+                interrupted = run.summary().interrupted
+    return {"interrupted": interrupted, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+@contextlib.contextmanager
+def _published(run: Any, run_id: str) -> Iterator[None]:
+    """Publish the bytes received every half second, for the client's bar."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    stop = threading.Event()
+
+    def report() -> None:
+        sent = 0
+        while not stop.wait(_REPORT_SECONDS):
+            received = run.summary().received
+            if received > sent:
+                worker.log_event(_TOPIC, {"run": run_id, "bytes": received - sent})
+                sent = received
+        received = run.summary().received
+        if received > sent:
+            worker.log_event(_TOPIC, {"run": run_id, "bytes": received - sent})
+
+    thread = threading.Thread(target=report, name="downloader-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def _stoppable(run_id: str) -> Iterator[None]:
+    """Raise KeyboardInterrupt in this thread once the client sets the run's stop event."""
+    from distributed import Event
+
+    target = threading.get_ident()
+    event = Event(_stop_event(run_id))
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            with contextlib.suppress(Exception):
+                if event.wait(timeout=0.5):
+                    if not finished.is_set():
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target),
+                                                                  ctypes.py_object(KeyboardInterrupt))
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, name="downloader-stop", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+
+
+def _result_to_json(result: Result) -> dict[str, Any]:
+    job = result.job
+    return {**result.to_json(), "attempts": result.attempts,
+            "job": None if job is None else [job.url, job.out, job.sha256, job.size, job.origin]}
+
+
+def _result_from_json(data: dict[str, Any]) -> Result:
+    job = data.get("job")
+    return Result(data["url"], Status(data["status"]), data["path"], int(data["size"]), int(data["received"]),
+                  data["sha256"], data["error"], data["origin"], data["final_url"], data["etag"],
+                  data["last_modified"], int(data.get("attempts", 1)), job=None if job is None else Job(*job))
