@@ -20,7 +20,7 @@ from downloader.progress import Progress, Summary
 from downloader.sharding import Shard, in_shard
 from downloader.sources import Entry, read_urls
 
-__all__ = ["LocalRun", "Run", "download"]
+__all__ = ["Run", "download"]
 
 log = logging.getLogger(__name__)
 

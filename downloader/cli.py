@@ -171,9 +171,9 @@ class _Outputs:
         if self.failed is not None:
             self.failed.add(result)
 
-    def close(self, summary: Summary) -> None:
+    def close(self, summary: Summary, peak_rss: dict[str, object]) -> None:
         if self.report is not None:
-            self.report.close(summary)
+            self.report.close(summary, peak_rss=peak_rss)
         if self.failed is not None:
             self.failed.close()
 
@@ -235,7 +235,7 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
 
 
 def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:
-    outputs.close(summary)
+    outputs.close(summary, run.peak_rss())
     print(summary.line(), file=sys.stderr)
     for line in run.failures():
         print(f"  {line}", file=sys.stderr)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "Config", "EngineName", "default_processes"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "Config", "EngineName"]
 
 __version__ = "0.1.0"
 

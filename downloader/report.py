@@ -5,7 +5,8 @@ in memory)::
 
     {"type": "result", "url": ..., "status": "downloaded", "path": ..., "size": ..., ...}
     ...
-    {"type": "summary", "downloaded": 3, "skipped": 1, "failed": 1, ...}
+    {"type": "summary", "downloaded": 3, "skipped": 1, "failed": 1, ...,
+     "peak_rss": {"parent": BYTES, "workers": [BYTES, ...]}}
 
 ``--failed FILE`` writes the failed URLs in the list format (with their ``out=``,
 ``sha256=`` and ``size=`` fields), ready to run again with ``-i FILE``; a
@@ -36,9 +37,10 @@ class JsonReport:
         with self._lock:
             self._stream.write(line + "\n")
 
-    def close(self, summary: Summary) -> None:
+    def close(self, summary: Summary, **extra: object) -> None:
+        """Write the summary line (with ``extra`` fields, e.g. ``peak_rss``) and close the stream."""
         with self._lock:
-            self._stream.write(json.dumps({"type": "summary", **summary.to_json()}) + "\n")
+            self._stream.write(json.dumps({"type": "summary", **summary.to_json(), **extra}) + "\n")
             self._stream.close()
 
 
