@@ -103,8 +103,10 @@ class Config:
 
     @property
     def process_count(self) -> int:
-        """``processes``, or when it is None one per core, at most one per transfer."""
-        return self.processes if self.processes is not None else default_processes(self.concurrency)
+        """``processes``, or when it is None one per core, at most one per transfer; never more
+        than an explicit ``per_host``, which is divided among the processes and must hold in total."""
+        count = self.processes if self.processes is not None else default_processes(self.concurrency)
+        return count if self.per_host is None else min(count, self.per_host)
 
     @property
     def host_limit(self) -> int:

@@ -81,6 +81,14 @@ def test_each_process_gets_its_share_of_the_limits() -> None:
     assert all(c.processes == 1 and not c.progress and c.shard is None for c in children)
 
 
+def test_an_explicit_per_host_caps_the_processes() -> None:
+    """--per-host 1 with --processes 2 runs one process: the per-host limit holds for the whole run."""
+
+    assert 1 == Config(processes=2, per_host=1).process_count
+    assert 2 == Config(processes=2, per_host=3).process_count
+    assert 3 == sum(child_config(Config(per_host=3), 2, i).per_host or 0 for i in range(2))
+
+
 def test_the_window_covers_what_an_engine_holds() -> None:
     """A process is sent more than its engine can hold at once, so it never waits for the reader."""
 
