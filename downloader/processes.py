@@ -47,13 +47,13 @@ from downloader.config import Config
 from downloader.dispatch import Dispatcher, failed_result
 from downloader.engines import get_engine
 from downloader.errors import InvalidJob
-from downloader.jobs import Job, Result
+from downloader.jobs import Job, Result, Status
 from downloader.manifest import Manifest, ManifestError
 from downloader.progress import Progress, Summary
 from downloader.sharding import placement_hash, placement_key, process_of
 from downloader.sources import Entry
 
-__all__ = ["MAX_RESTARTS", "ProcessRun", "child_config", "child_main", "share", "window"]
+__all__ = ["MAX_RESTARTS", "ProcessRun", "child_config", "child_main", "share", "shares_for", "window"]
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,24 @@ def window(concurrency: int) -> int:
     return 8 * concurrency + 4 * _READ_BATCH
 
 
-def child_config(config: Config, processes: int, index: int) -> Config:
-    """The configuration of engine process ``index``: its share of -j, of --per-host and of --limit-rate."""
+def child_config(config: Config, processes: int, index: int, *, concurrency: int | None = None) -> Config:
+    """The configuration of engine process ``index``: its share of -j (or ``concurrency``), of
+    --per-host and of --limit-rate."""
     per_host = None if config.per_host is None else max(1, share(config.per_host, processes, index))
     rate = None if config.limit_rate is None else max(1, config.limit_rate // processes)
-    return dataclasses.replace(config, processes=1, concurrency=max(1, share(config.concurrency, processes, index)),
+    if concurrency is None:
+        concurrency = share(config.concurrency, processes, index)
+    return dataclasses.replace(config, processes=1, concurrency=max(1, concurrency),
                                per_host=per_host, limit_rate=rate, progress=False, shard=None)
+
+
+def shares_for(config: Config, processes: int, head: list[int] | None) -> list[int]:
+    """Each process's transfers: equal shares of -j, or, for a list that ended within its first
+    -j entries (``head``: how many of them each process takes), what each process has, so that
+    a short list runs all at once, as in one process, however the hash spread it."""
+    if head is None:
+        return [share(config.concurrency, processes, index) for index in range(processes)]
+    return [max(1, count) for count in head]
 
 
 # -- the parent ----------------------------------------------------------------------
@@ -147,37 +159,57 @@ class ProcessRun:
         self._count = processes
         self._lock = threading.Condition()
         self._stopping = False
-        self._workers = [self._start(index) for index in range(processes)]
-        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
+        self._workers: list[_Worker] = []
+        self._progress_options: dict[str, Any] = {"bar": config.progress, "stream": stream, "on_result": on_result,
+                                                  "spool_failures": list_failures}
+        self.progress: Progress | None = None
         # Waited on through this event, never Thread.join: a Ctrl-C that interrupts join()
         # leaves the thread looking finished in CPython 3.11 (is_alive() turns False).
         self._collected = threading.Event()
         self._collector = threading.Thread(target=self._collect, name="processes", daemon=True)
+
+    def _begin(self, entries: Iterator[Entry]) -> Iterator[Entry]:
+        """Read the head of the list, start the processes (before any thread of this run exists,
+        so that forking copies no lock another thread holds), then the bar and the collector."""
+        head = list(itertools.islice(entries, self.config.concurrency + 1))
+        counts = None
+        if len(head) <= self.config.concurrency:  # the whole list: size each process to what it has
+            counts = [0] * self._count
+            for entry in head:
+                if not isinstance(entry, InvalidJob):
+                    counts[self._place(entry)] += 1
+        shares = shares_for(self.config, self._count, counts)
+        self._workers = [self._start(index, shares[index]) for index in range(self._count)]
+        self.progress = Progress(**self._progress_options)
         self._collector.start()
+        return itertools.chain(head, entries)
 
     # -- the run -----------------------------------------------------------------
 
     def __call__(self, entries: Iterable[Entry]) -> Summary:
         """Fetch every entry; on KeyboardInterrupt every process stops, then the interrupt propagates."""
         try:
-            self._feed(iter(entries))
+            self._feed(self._begin(iter(entries)))
             self._join_collector()
         except BaseException:
             self._stop()
             raise
         finally:
-            self.progress.close()
+            if self.progress is not None:
+                self.progress.close()
         return self.summary()
 
     def summary(self) -> Summary:
         """Counts so far; what the processes had in flight when stopped counts as interrupted."""
         with self._lock:
             interrupted = sum(worker.interrupted for worker in self._workers)
+        if self.progress is None:  # stopped while reading the head of the list
+            return Summary(0, 0, 0, 0, 0, 0.0)
         return self.progress.summary(interrupted=interrupted)
 
     def failures(self) -> Iterator[str]:
         """Each failure as ``URL: reason``."""
-        return self.progress.failures()
+        return self.progress.failures() if self.progress is not None else iter(())
 
     def peak_rss(self) -> dict[str, object]:
         """Peak resident memory in bytes: this process, and each engine process that reported it."""
@@ -185,16 +217,25 @@ class ProcessRun:
             workers = [worker.peak_rss for worker in self._workers]
         return {"parent": _own_peak_rss(), "workers": workers}
 
+    @property
+    def _events(self) -> Progress:
+        assert self.progress is not None, "used only once the run has begun"
+        return self.progress
+
+    def _place(self, entry: Job) -> int:
+        return process_of(placement_hash(placement_key(entry, self.config.layout)), self._count)
+
     def _feed(self, entries: Iterator[Entry]) -> None:
-        layout = self.config.layout
+        progress = self.progress
+        assert progress is not None
         while chunk := list(itertools.islice(entries, _READ_BATCH)):
             batches: list[list[Job]] = [[] for _ in self._workers]
             for entry in chunk:
-                self.progress.job_seen()
+                progress.job_seen()
                 if isinstance(entry, InvalidJob):  # nothing to fetch: no process needs to see it
-                    self.progress.result(failed_result(entry.url, entry, entry.origin))
+                    progress.result(failed_result(entry.url, entry, entry.origin))
                     continue
-                batches[process_of(placement_hash(placement_key(entry, layout)), self._count)].append(entry)
+                batches[self._place(entry)].append(entry)
             for worker, batch in zip(self._workers, batches):
                 if batch:
                     self._send(worker, batch)
@@ -220,7 +261,7 @@ class ProcessRun:
                     worker.count += len(batch)
             generation, broken = worker.generation, worker.broken
         for entry in refused:
-            self.progress.result(failed_result(entry.url, str(broken), entry.origin, job=entry))
+            self._events.result(failed_result(entry.url, str(broken), entry.origin, job=entry))
         if broken is None:
             self._deliver(worker, batch, generation)
 
@@ -256,9 +297,9 @@ class ProcessRun:
 
     # -- starting and replacing processes -----------------------------------------
 
-    def _start(self, index: int, *, fresh: bool = False) -> _Worker:
-        config = child_config(self.config, self._count, index)
-        process, inbox, outbox = _spawn(config, fresh=fresh)
+    def _start(self, index: int, concurrency: int) -> _Worker:
+        config = child_config(self.config, self._count, index, concurrency=concurrency)
+        process, inbox, outbox = _spawn(config, fresh=False)
         return _Worker(index, config, process, inbox, outbox)
 
     def _replace(self, worker: _Worker, reason: str) -> None:
@@ -288,7 +329,7 @@ class ProcessRun:
         for entry in lost:
             if self._stopping:
                 continue  # counted as interrupted by nobody: the run is stopping anyway
-            self.progress.result(failed_result(entry.url, why, entry.origin, job=entry))
+            self._events.result(failed_result(entry.url, why, entry.origin, job=entry))
 
     def _restart(self, worker: _Worker, again: list[_Sent]) -> None:
         """Start the replacement of ``worker`` (under both locks): a new process, pipes and generation."""
@@ -343,9 +384,9 @@ class ProcessRun:
         if kind == "progress":
             _, expected, received, results = message
             if expected:
-                self.progress.bytes_expected(expected)
+                self._events.bytes_expected(expected)
             if received:
-                self.progress.bytes_received(received)
+                self._events.bytes_received(received)
             for result in results:
                 self._settled(worker, result)
         elif kind == "done":
@@ -363,9 +404,9 @@ class ProcessRun:
                 del worker.outstanding[(result.url, result.origin)]
             worker.count -= 1
             self._lock.notify_all()
-        if result.job is None:
+        if result.job is None and result.status is Status.FAILED:  # what --failed writes back
             result = dataclasses.replace(result, job=item.entry)
-        self.progress.result(result)
+        self._events.result(result)
 
     def _reap(self, worker: _Worker) -> None:
         """``worker``'s process ended: take its last messages, then see whether it finished or died."""

@@ -16,7 +16,7 @@ import pytest
 from downloader import Config, Job, Status, download
 from downloader.config import default_processes
 from downloader.manifest import status_report
-from downloader.processes import child_config, share, window
+from downloader.processes import child_config, share, shares_for, window
 from downloader.testing import Rule, Server, body
 
 SLOW = 2_000_000
@@ -234,23 +234,30 @@ def _state(pid: int) -> str:
 
 def test_a_process_that_keeps_dying_fails_its_share_with_the_reason(server: Server, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """After MAX_RESTARTS deaths the entries in flight fail naming the crash; the run still ends."""
+    """Past MAX_RESTARTS deaths every entry of that share fails naming the crash; the run still ends."""
     import downloader.processes as processes
 
+    def die(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
     monkeypatch.setattr(processes, "MAX_RESTARTS", 0)
-    urls = [server.file_url(f"die-{i}.bin", 10) for i in range(6)]
-    jobs = [Job(url, out=f"x{i}.bin") for i, url in enumerate(urls)]
-    config = Config(dest=tmp_path, processes=2, concurrency=2)
+    monkeypatch.setattr(processes, "child_main", die)  # forked children run it as they start
+    jobs = [Job(server.file_url(f"die-{i}.bin", 10), out=f"x{i}.bin") for i in range(6)]
     results: list[object] = []
-    run = processes.ProcessRun(config, 2, on_result=results.append)
-    for worker in run._workers:
-        os.kill(worker.process.pid or 0, signal.SIGKILL)
 
-    summary = run(iter(jobs))
+    summary = processes.ProcessRun(Config(dest=tmp_path, concurrency=2), 2, on_result=results.append)(iter(jobs))
 
-    assert 6 == summary.failed + summary.downloaded
-    assert summary.failed >= 1
-    assert all("died (killed by SIGKILL)" in str(r.error) for r in results if r.status is Status.FAILED)  # type: ignore[attr-defined]
+    assert 6 == summary.failed
+    assert all("died (killed by SIGKILL)" in str(r.error) for r in results)  # type: ignore[attr-defined]
+
+
+def test_a_short_list_runs_all_at_once_however_the_hash_spreads_it() -> None:
+    """A list that ends within its first -j entries sizes each process to what it has."""
+    config = Config(concurrency=200, processes=2)
+
+    assert [100, 100] == shares_for(config, 2, None)
+    assert [113, 87] == shares_for(config, 2, [113, 87])
+    assert [1, 5] == shares_for(config, 2, [0, 5])
 
 
 def test_processes_must_be_at_least_one() -> None:
