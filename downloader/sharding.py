@@ -73,8 +73,10 @@ def placement_key(entry: Entry, layout: Layout = "flat") -> str:
     if isinstance(entry, InvalidJob):
         return entry.url
     try:
+        if entry.out is None and layout == "flat":  # the common case, without building a Path
+            return naming.name_from_url(entry.url)
         return naming.output_path(entry, _HERE, layout=layout).as_posix()
-    except DownloadError:  # an unsafe out= or an unmappable URL: the run reports it, wherever it goes
+    except (DownloadError, ValueError):  # an unsafe out= or an unmappable URL: the run reports it, wherever it goes
         return entry.url
 
 
