@@ -7,8 +7,10 @@ memory map's high-water mark), so a tool forked straight from the harness
 (30-40 MiB of Python) would never report less than the harness's own size.
 Forked from here, the floor is this launcher's size instead.
 
-Writes ``wall user system maxrss_kib exit_code`` on one line to OUT, where
-exit_code is minus the signal number when the command was killed.
+Writes ``wall user system maxrss_kib exit_code started`` on one line to OUT,
+where exit_code is minus the signal number when the command was killed and
+started is ``time.monotonic()`` just before the fork (CLOCK_MONOTONIC on Linux,
+one clock for all processes: a server can say how long after it a request came).
 """
 
 import os
@@ -21,6 +23,7 @@ def main() -> int:
     if separator != "--" or not argv:
         print("usage: launch.py OUT -- COMMAND [ARG ...]", file=sys.stderr)
         return 2
+    started = time.monotonic()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # the child: become the command
@@ -33,7 +36,7 @@ def main() -> int:
     wall = time.perf_counter() - start
     exit_code = os.waitstatus_to_exitcode(status)
     with open(out, "w") as result:
-        result.write(f"{wall} {usage.ru_utime} {usage.ru_stime} {usage.ru_maxrss} {exit_code}\n")
+        result.write(f"{wall} {usage.ru_utime} {usage.ru_stime} {usage.ru_maxrss} {exit_code} {started!r}\n")
     return 0
 
 

@@ -5,14 +5,18 @@ Usage (from the repository root, with the project's venv)::
 
     .venv/bin/python bench/run.py [--scenario NAME ...] [--tools a,b,...] [--repeat N]
                                   [--markdown FILE] [--server auto|nginx|builtin]
+                                  [--hugelist-lines N]
 
 What is measured, for each scenario and each tool:
 
 * wall seconds: from just before the tool's process is started until it is
   reaped, so start-up (e.g. Python's import time) counts, as a user would see it;
-* CPU seconds: user + system time of that child process, and peak RSS: its
+* CPU seconds: user + system time of that child process (with the processes it
+  started and reaped: downloader --processes/--dask workers), and peak RSS: its
   ``ru_maxrss``; both come from ``os.wait4(pid)`` on the child itself (not
-  ``RUSAGE_CHILDREN``, which would add up every tool run so far);
+  ``RUSAGE_CHILDREN``, which would add up every tool run so far). When the
+  downloader's --report gives ``peak_rss`` of each of its processes, the table
+  shows the largest and the sum;
 * files/s and MB/s (10^6 bytes) derived from the wall time;
 * verified: after every run the size and sha256 of every file in the
   destination are compared with the source's. Failures, timeouts and wrong
@@ -29,7 +33,10 @@ With ``--repeat N`` the tools run in rotated order in each repetition and every
 number in the table is the median over the N runs. Each run is killed after
 ``--timeout`` seconds and recorded as failed.
 
-The tools' exact command lines are in bench/tools.py; bench/README.md says why.
+The ``hugelist`` scenario (not run unless named) is different: one long list,
+a first run and re-runs on the completed destination, in its own table; see
+bench/hugelist.py. The tools' exact command lines are in bench/tools.py;
+bench/README.md says why.
 """
 
 from __future__ import annotations
@@ -49,12 +56,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hugelist import Context, hugelist_markdown, hugelist_text, run_hugelist  # noqa: E402
 from measure import run_measured  # noqa: E402
 from report import (RunResult, machine_summary, markdown_table, ratio_lines, skipped_row,  # noqa: E402
                     summarize, text_table, today)
-from scenarios import SCENARIOS, Entry, GiB, MiB, Scenario, builtin_hashes, generate_files, verify  # noqa: E402
+from scenarios import (OURS, SCENARIOS, Entry, GiB, MiB, Scenario, builtin_hashes, generate_files,  # noqa: E402
+                       verify, with_lines)
 from servers import RunningServer, find_nginx, install_nginx, start_builtin, start_nginx  # noqa: E402
-from tools import REPO, Job, Tool, select_tools  # noqa: E402
+from tools import REPO, Job, Tool, select_tools, unavailable  # noqa: E402
 
 DISK_MARGIN = 512 * MiB
 TRASH_MIN_FREE = 8 * GiB
@@ -69,9 +78,15 @@ README_END = "<!-- end of bench table -->"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS),
-                        help="scenario to run (repeatable; default: all)")
+                        help="scenario to run (repeatable; default: all but "
+                             f"{', '.join(s.name for s in SCENARIOS.values() if not s.default)})")
     parser.add_argument("--tools", help="comma-separated tools: downloader-asyncio, downloader-threads, "
-                        "curl, aria2c, wget2, or 'downloader' for both engines (default: all)")
+                        "downloader-asyncio-p1, downloader-threads-p1 (--processes 1), downloader-asyncio-dask, "
+                        "downloader-threads-dask, curl, aria2c, wget2, or 'downloader' for all downloader runs "
+                        "(default: all)")
+    parser.add_argument("--hugelist-lines", type=int, default=SCENARIOS["hugelist"].lines, metavar="N",
+                        help="lines of the hugelist scenario's list, each URL repeated "
+                             f"{SCENARIOS['hugelist'].repeats} times (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per tool; report medians")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown")
     parser.add_argument("--readme", type=Path, metavar="FILE",
@@ -86,6 +101,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.hugelist_lines < SCENARIOS["hugelist"].repeats:
+        parser.error(f"--hugelist-lines must be at least {SCENARIOS['hugelist'].repeats}")
     return args
 
 
@@ -116,13 +133,16 @@ class Servers:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # clean up on kill as on Ctrl-C
-    scenarios = [SCENARIOS[name] for name in (args.scenario or SCENARIOS)]
-    tools = available_tools(select_tools(args.tools))
+    scenarios = [SCENARIOS[name] for name in (args.scenario or [n for n, s in SCENARIOS.items() if s.default])]
+    scenarios = [with_lines(s, args.hugelist_lines) if s.repeats > 1 else s for s in scenarios]
+    notes: list[str] = []
+    tools = available_tools(select_tools(args.tools), notes)
     if not tools:
         print("no tool to run")
         return 1
     nginx = resolve_nginx(args.server, args.install)
     rows: list[dict[str, str]] = []
+    huge_rows: list[dict[str, str]] = []
     servers_used: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -131,17 +151,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers = Servers(work, package_python(), nginx, stack)
         try:
             for scenario in scenarios:
-                rows += run_scenario(scenario, tools, servers, args, work, servers_used)
+                if scenario.repeats > 1:
+                    huge_rows += run_list_scenario(scenario, tools, args, work, servers_used)
+                else:
+                    rows += run_scenario(scenario, tools, servers, args, work, servers_used, notes)
         except KeyboardInterrupt:
             print(f"\ninterrupted; stopping servers and removing {work}; finished scenarios only:")
             status = 130
         else:
             status = 0
+    for note in notes:
+        print(f"note: {note}")
     if rows:
         print()
         print(text_table(rows))
-    if rows and (args.markdown or args.readme):
-        text = markdown_text(rows, tools, servers_used, args.repeat, args.workdir)
+    if huge_rows:
+        print()
+        print(hugelist_text(huge_rows))
+    if (rows or huge_rows) and (args.markdown or args.readme):
+        text = markdown_text(rows, huge_rows, scenarios, tools, servers_used, args.repeat, args.workdir, notes)
         if args.markdown:
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
             args.markdown.write_text(text)
@@ -156,15 +184,19 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def available_tools(tools: Sequence[Tool]) -> list[tuple[Tool, list[str]]]:
-    """Each tool that is installed, with the command prefix that runs it."""
+def available_tools(tools: Sequence[Tool], notes: list[str]) -> list[tuple[Tool, list[str]]]:
+    """Each tool that is installed (and whose build has the options it needs), with the
+    command prefix that runs it; why the others are skipped goes to ``notes``."""
     found = []
     for tool in tools:
         prefix = tool.locate()
-        if prefix is None:
-            print(f"note: {tool.name} is not installed; skipped")
-        else:
+        reason = "not installed" if prefix is None else unavailable(tool, prefix)
+        if reason is None:
+            assert prefix is not None
             found.append((tool, prefix))
+        else:
+            notes.append(f"{tool.name} ({tool.key}) skipped: {reason}")
+            print(f"note: {notes[-1]}")
     return found
 
 
@@ -185,19 +217,35 @@ def package_python() -> str:
     return str(venv_python) if venv_python.exists() else sys.executable
 
 
+def tools_for(scenario: Scenario, tools: Sequence[tuple[Tool, list[str]]]) -> list[tuple[Tool, list[str]]]:
+    """The tools among ``tools`` that run in ``scenario``."""
+    return [(tool, prefix) for tool, prefix in tools
+            if tool.runs_in(scenario.name) and (scenario.tools is None or tool.key in scenario.tools)]
+
+
 def run_scenario(scenario: Scenario, tools: Sequence[tuple[Tool, list[str]]], servers: Servers,
-                 args: argparse.Namespace, work: Path, servers_used: dict[str, str]) -> list[dict[str, str]]:
+                 args: argparse.Namespace, work: Path, servers_used: dict[str, str],
+                 notes: list[str]) -> list[dict[str, str]]:
     print(f"\n== {scenario.name}: {scenario.description}")
+    tools = tools_for(scenario, tools)
+    if scenario.tools is not None and not any(tool.key.startswith(OURS) for tool, _ in tools):
+        wanted = " or ".join(key for key in sorted(scenario.tools) if key.startswith(OURS))
+        notes.append(f"scenario {scenario.name} skipped: it needs {wanted}, and none was selected and can run")
+        print(f"skipping {scenario.name}: it needs {wanted}, and none was selected and can run")
+        return []
+    if not tools:
+        print(f"skipping {scenario.name}: none of the selected tools runs in it")
+        return []
     try:
         server = servers.for_scenario(scenario, args.server)
     except (RuntimeError, OSError) as error:
         print(f"skipping {scenario.name}: no server: {error}")
-        return [skipped_row(tool.name, scenario, "no server") for tool, _ in tools]
+        return [skipped_row(tool.name, scenario, "no server", tool.key) for tool, _ in tools]
     served = scenario.total_bytes if server.kind == "nginx" else 0
     needed, free = served + scenario.total_bytes + DISK_MARGIN, shutil.disk_usage(work).free
     if free < needed:
         print(f"skipping {scenario.name}: needs {needed / 2**30:.1f} GiB free in {work}, has {free / 2**30:.1f}")
-        return [skipped_row(tool.name, scenario, "not enough disk") for tool, _ in tools]
+        return [skipped_row(tool.name, scenario, "not enough disk", tool.key) for tool, _ in tools]
     servers_used[scenario.name] = server.description
     if scenario.count >= 100:
         warn_if_file_creation_is_slow(work)
@@ -205,12 +253,27 @@ def run_scenario(scenario: Scenario, tools: Sequence[tuple[Tool, list[str]]], se
         entries = prepare_entries(scenario, server, work / "www" / scenario.name)
     except (subprocess.CalledProcessError, OSError) as error:
         print(f"skipping {scenario.name}: cannot prepare its files: {error}")
-        return [skipped_row(tool.name, scenario, "no files") for tool, _ in tools]
+        return [skipped_row(tool.name, scenario, "no files", tool.key) for tool, _ in tools]
     try:
         runs = run_rotated(scenario, entries, tools, args, work)
     finally:
         dispose(work / "www" / scenario.name, scenario, work)
-    return [summarize(tool.name, scenario, runs[tool.key]) for tool, _ in tools]
+    return [summarize(tool.name, scenario, runs[tool.key], tool.key) for tool, _ in tools]
+
+
+def run_list_scenario(scenario: Scenario, tools: Sequence[tuple[Tool, list[str]]], args: argparse.Namespace,
+                      work: Path, servers_used: dict[str, str]) -> list[dict[str, str]]:
+    """``hugelist``: a first run and re-runs per engine over one long list (bench/hugelist.py)."""
+    print(f"\n== {scenario.name}: {scenario.description}")
+    list_bytes = scenario.lines * 60
+    needed, free = list_bytes + scenario.count * 8 * 1024 + DISK_MARGIN, shutil.disk_usage(work).free
+    if free < needed:
+        print(f"skipping {scenario.name}: needs {needed / 2**30:.1f} GiB free in {work}, has {free / 2**30:.1f}")
+        return []
+    warn_if_file_creation_is_slow(work)
+    servers_used[scenario.name] = "downloader.testing serve (aiohttp, one process), counting requests"
+    context = Context(work, package_python(), args.timeout, child_env(), lambda d: dispose(d, scenario, work))
+    return run_hugelist(scenario, tools, context)
 
 
 def warn_if_file_creation_is_slow(work: Path, count: int = 300) -> None:
@@ -263,13 +326,14 @@ def run_once(tool: Tool, prefix: list[str], scenario: Scenario, entries: Sequenc
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
     logs.mkdir(exist_ok=True)
-    argv = tool.command(prefix, Job(entries, dest, scratch, scenario.concurrency, scenario.split))
+    job = Job(entries, dest, scratch, scenario.concurrency, scenario.split)
+    argv = tool.command(prefix, job)
     log_path = logs / f"{scenario.name}-{tool.key}-{rep}.log"
     os.sync()  # write back earlier files now, not during this run
     measurement = run_measured(argv, timeout=timeout, log_path=log_path, env=child_env(), cwd=scratch)
     verification = None if measurement.timed_out else verify(entries, dest, tool.layout)
     dispose(dest, scenario, work)
-    return RunResult(measurement, verification)
+    return RunResult(measurement, verification, tool.reported_rss(job))
 
 
 def dispose(directory: Path, scenario: Scenario, work: Path) -> None:
@@ -303,7 +367,11 @@ def report_run(tool: Tool, scenario: Scenario, rep: int, repeat: int, result: Ru
     m = result.measurement
     status = "verified" if result.verified else f"FAILED: {result.problem()}"
     usage = "" if m.timed_out else f", {m.cpu:6.2f} s CPU, {m.maxrss_kib / 1024:7.1f} MiB RSS"
-    print(f"  {tool.name:<22} run {rep + 1}/{repeat}: {m.wall:7.2f} s wall{usage}, {status}")
+    if result.reported_rss_kib and not m.timed_out:
+        processes = result.reported_rss_kib
+        usage += (f" (as reported: {len(processes)} process{'es' if len(processes) > 1 else ''}, "
+                  f"largest {max(processes) / 1024:.1f}, sum {sum(processes) / 1024:.1f})")
+    print(f"  {tool.name:<36} run {rep + 1}/{repeat}: {m.wall:7.2f} s wall{usage}, {status}")
     if result.verified:
         return
     if result.verification and result.verification.bad:
@@ -324,17 +392,21 @@ def filesystem_of(path: Path) -> str:
     return f"{best[1]} on {best[2]}"
 
 
-def markdown_text(rows: Sequence[dict[str, str]], tools: Sequence[tuple[Tool, list[str]]],
-                  servers_used: dict[str, str], repeat: int, workdir: Path) -> str:
+def markdown_text(rows: Sequence[dict[str, str]], huge_rows: Sequence[dict[str, str]],
+                  scenarios: Sequence[Scenario], tools: Sequence[tuple[Tool, list[str]]],
+                  servers_used: dict[str, str], repeat: int, workdir: Path, notes: Sequence[str]) -> str:
     """The table as Markdown, under a line saying when, on what machine and against which
-    server, and followed by the ratios of this one run."""
+    server, and followed by the ratios of this one run, the hugelist table and the notes
+    on what could not run."""
     by_server: dict[str, list[str]] = {}
     for scenario, description in servers_used.items():
         by_server.setdefault(description, []).append(scenario)
     server_text = "; ".join(f"{d} on 127.0.0.1 ({', '.join(s)})" for d, s in by_server.items()) or "none"
     runs = f"median of {repeat} runs" if repeat > 1 else "1 run each"
     versions = dict.fromkeys(tool.version(prefix) for tool, prefix in tools)  # ordered, no duplicates
-    ran = [SCENARIOS[name] for name in dict.fromkeys(row["scenario"] for row in rows)]
+    by_name = {s.name: s for s in scenarios}
+    ran = [by_name[name] for name in dict.fromkeys(row["scenario"] for row in rows)]
+    ran += [s for s in scenarios if s.repeats > 1 and huge_rows]
     header = [
         f"Measured {today()} on {machine_summary()}; server: {server_text}; "
         f"files written to {workdir} ({filesystem_of(workdir)}); {runs}.",
@@ -344,8 +416,15 @@ def markdown_text(rows: Sequence[dict[str, str]], tools: Sequence[tuple[Tool, li
     ratios = ratio_lines(rows)
     if ratios:
         ratios = ["Ratios in this run (speed: the other tool's wall time over ours, above 1.00x we are "
-                  "faster; CPU: our CPU seconds over theirs, below 1.00x we use less):", "", *ratios, ""]
-    return markdown_table(rows, header) + "\n" + "\n".join(ratios)
+                  "faster; CPU: our CPU seconds over theirs, below 1.00x we use less; default processes "
+                  "over `--processes 1` the same way):", "", *ratios, ""]
+    parts = [markdown_table(rows, header) + "\n" + "\n".join(ratios)] if rows else ["\n".join(header) + "\n"]
+    huge = [s for s in scenarios if s.repeats > 1]
+    if huge_rows and huge:
+        parts.append(hugelist_markdown(huge_rows, huge[0]))
+    if notes:
+        parts.append("Not run: " + "; ".join(notes) + ".\n")
+    return "\n".join(parts)
 
 
 def replace_block(path: Path, text: str) -> None:

@@ -15,7 +15,7 @@ import os
 import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 KiB = 1024
@@ -42,6 +42,17 @@ class Scenario:
     """Bytes per second the server sends on each connection (builtin server only; 0 = no cap)."""
     split: int = 1
     """Connections a tool that can split one file (downloader --split, aria2c -x/-s) may use per file."""
+    tools: frozenset[str] | None = None
+    """The only tool keys that run in this scenario (None: every tool selected)."""
+    repeats: int = 1
+    """Each URL is this many times in the list (``hugelist``: run by bench/hugelist.py, not as the others)."""
+    default: bool = True
+    """Run when no --scenario is given."""
+
+    @property
+    def lines(self) -> int:
+        """Lines of the URL list."""
+        return self.count * self.repeats
 
     @property
     def total_bytes(self) -> int:
@@ -67,8 +78,27 @@ SCENARIOS: dict[str, Scenario] = {
             "tools that can split a file use 4 connections",
             builtin_only=True, rate=8 * MiB, split=4,
         ),
+        Scenario(
+            "cluster", 5000, 16 * KiB, 64, "5,000 files of 16 KiB, 64 at a time (as small), the downloader "
+            "on a Dask LocalCluster (--dask local:2)", tools=frozenset({"downloader-asyncio-dask", "downloader-threads-dask", "curl",
+                                                 "aria2c", "wget2"}),
+        ),
+        Scenario(
+            "hugelist", 100_000, 16, 64, "a list of 10,000,000 lines: 100,000 URLs of 16 bytes, each 100 times; "
+            "first run, then re-runs on the completed destination", builtin_only=True, repeats=100, default=False,
+        ),
     )
 }
+OURS = "downloader"
+"""Tool keys of this package's runs start with this."""
+
+
+def with_lines(scenario: Scenario, lines: int) -> Scenario:
+    """``scenario`` (one with ``repeats``) resized to a list of ``lines`` lines, and described so."""
+    count = max(1, lines // scenario.repeats)
+    description = (f"a list of {count * scenario.repeats:,} lines: {count:,} URLs of {scenario.size} bytes, "
+                   f"each {scenario.repeats} times; first run, then re-runs on the completed destination")
+    return replace(scenario, count=count, description=description)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,25 @@ def start_builtin(python: str, cwd: Path, tmp: Path) -> RunningServer:
     return server
 
 
+def start_counting(python: str, cwd: Path, tmp: Path, port: int) -> tuple[RunningServer, Path]:
+    """Start bench/countserve.py (the builtin server, counting requests) on ``port``;
+    return it and the file where it keeps ``requests first_request``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    status = tmp / "requests"
+    status.unlink(missing_ok=True)
+    log_path = tmp / "countserve.out"
+    script = Path(__file__).resolve().parent / "countserve.py"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [python, str(script), "--port", str(port), "--status", str(status)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
+        )
+    server = RunningServer("builtin", "downloader.testing serve (aiohttp, one process) counting requests",
+                           f"http://127.0.0.1:{port}", process, log_path)
+    _wait_until_listening(server, port)
+    return server, status
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -9,6 +9,8 @@ in bench/README.md.
 
 from __future__ import annotations
 
+import functools
+import json
 import shutil
 import subprocess
 import sys
@@ -50,6 +52,20 @@ class Tool:
     version: Callable[[list[str]], str]
     layout: Callable[[Entry], str] = lambda entry: entry.name
     """Where the tool saves ``entry``, relative to the destination (by default: flat)."""
+    engine: str | None = None
+    """downloader's ``-e`` (None for the other tools)."""
+    options: tuple[str, ...] = ()
+    """downloader options beyond the common ones (``--processes 1``, ``--dask local:2``)."""
+    needs_module: str | None = None
+    """A module the tool's python must import for ``options`` to work (``distributed`` for --dask)."""
+    scenarios: frozenset[str] | None = None
+    """The only scenarios this tool runs in (None: every scenario)."""
+    reported_rss: Callable[[Job], tuple[int, ...] | None] = lambda job: None
+    """Peak RSS in KiB of each of the run's processes as the tool reports them (its own
+    process first), or None: then the launcher's ``ru_maxrss`` is the figure."""
+
+    def runs_in(self, scenario: str) -> bool:
+        return self.scenarios is None or scenario in self.scenarios
 
 
 # -- downloader (this package) -------------------------------------------------
@@ -66,17 +82,98 @@ def locate_downloader() -> list[str] | None:
     return [sys.executable, "-m", "downloader"] if probe.returncode == 0 else None
 
 
-def downloader_command(engine: str) -> Callable[[list[str], Job], list[str]]:
+REPORT_NAME = "report.jsonl"
+"""downloader's --report, in the run's scratch directory: its summary line gives ``peak_rss``."""
+
+
+def downloader_command(engine: str, options: Sequence[str] = ()) -> Callable[[list[str], Job], list[str]]:
     def command(prefix: list[str], job: Job) -> list[str]:
         # Plain URLs: the default output name is the URL's last path segment. No
         # size=/sha256= fields, so it does not verify anything the others don't.
         url_list = _write_lines(job.scratch / "urls.txt", (entry.url for entry in job.entries))
         # The defaults otherwise: a lone host may use every connection of the run.
         split = ["--split", str(job.split), "--min-split-size", "1M"] if job.split > 1 else []
-        return [*prefix, "-i", str(url_list), "-d", str(job.dest), "-e", engine, "-j", str(job.concurrency),
-                "-q", *split]
+        # The report is for peak_rss (every process of a --processes/--dask run). It costs
+        # one JSON line per URL: little next to a download (hugelist, whose re-runs only
+        # skip, goes without it).
+        report = ["--report", str(job.scratch / REPORT_NAME)]
+        return [*downloader_argv(prefix, url_list, job.dest, engine, job.concurrency, options), *split, *report]
 
     return command
+
+
+def downloader_argv(prefix: Sequence[str], url_list: Path, dest: Path, engine: str, concurrency: int,
+                    options: Sequence[str] = ()) -> list[str]:
+    """The common part of every downloader command line."""
+    return [*prefix, "-i", str(url_list), "-d", str(dest), "-e", engine, "-j", str(concurrency), "-q", *options]
+
+
+def downloader_reported_rss(job: Job) -> tuple[int, ...] | None:
+    """``peak_rss`` of the report's summary line, in KiB: the parent's, then each worker's.
+
+    None when there is no report, no summary or no ``peak_rss`` (a downloader
+    from before --processes): the launcher's ``ru_maxrss`` stands then.
+    """
+    summary = last_json_line(job.scratch / REPORT_NAME)
+    peak = summary.get("peak_rss") if summary and summary.get("type") == "summary" else None
+    if not isinstance(peak, dict) or not isinstance(peak.get("parent"), int):
+        return None
+    workers = [w for w in peak.get("workers") or [] if isinstance(w, int)]
+    return tuple(round(size / 1024) for size in (peak["parent"], *workers))
+
+
+def last_json_line(path: Path, tail: int = 64 * 1024) -> dict[str, object] | None:
+    """The last line of a JSON Lines file, parsed (None if missing or not an object);
+    reads only the file's last ``tail`` bytes."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail))
+            lines = f.read().splitlines()
+        value = json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@functools.cache
+def help_text(prefix: tuple[str, ...]) -> str:
+    """``PREFIX --help``, to learn which options this build has."""
+    try:
+        done = subprocess.run([*prefix, "--help"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout + done.stderr
+
+
+def unavailable(tool: Tool, prefix: list[str]) -> str | None:
+    """Why this build of an installed tool cannot run ``tool`` (an option it lacks, a
+    module its python cannot import); None when it can."""
+    text = help_text(tuple(prefix))
+    missing = [option for option in tool.options if option.startswith("--") and option not in text]
+    if missing:
+        return f"{' '.join(prefix)} --help has no {', '.join(missing)} (not implemented yet?)"
+    if tool.needs_module and not _can_import(python_of(prefix), tool.needs_module):
+        return (f"{python_of(prefix)} cannot import {tool.needs_module} "
+                f"(pip install 'dask[distributed]' into that environment)")
+    return None
+
+
+def python_of(prefix: Sequence[str]) -> str:
+    """The python that runs a command prefix: the console script's ``#!`` line, or prefix[0]."""
+    try:
+        with open(prefix[0], "rb") as script:
+            first = script.readline(1024)
+    except OSError:
+        return prefix[0]
+    return first[2:].decode(errors="replace").strip() if first.startswith(b"#!") else prefix[0]
+
+
+def _can_import(python: str, module: str) -> bool:
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def downloader_version(prefix: list[str]) -> str:
@@ -170,20 +267,40 @@ def first_line_of_version(prefix: list[str]) -> str:
     return line.split(" (")[0].split(" - ")[0]
 
 
+DASK_CLUSTER = "local:2"
+"""--dask: a distributed.LocalCluster of 2 worker processes, started by the downloader."""
+DOWNLOADER_VARIANTS: tuple[tuple[str, str, tuple[str, ...], frozenset[str] | None], ...] = (
+    # key suffix, name suffix, options, scenarios (None: all)
+    ("", "", (), None),  # --processes left out: the automatic N (about the cores), when the option exists
+    ("-p1", ", 1 process", ("--processes", "1"), None),
+    ("-dask", f", dask {DASK_CLUSTER}", ("--dask", DASK_CLUSTER), frozenset({"cluster"})),
+)
+
+
+def downloader_tool(engine: str, key_suffix: str, name_suffix: str, options: tuple[str, ...],
+                    scenarios: frozenset[str] | None) -> Tool:
+    return Tool(
+        f"downloader-{engine}{key_suffix}", f"downloader ({engine}{name_suffix})", locate_downloader,
+        downloader_command(engine, options), downloader_version, engine=engine, options=options,
+        needs_module="distributed" if "--dask" in options else None, scenarios=scenarios,
+        reported_rss=downloader_reported_rss,
+    )
+
+
 TOOLS: tuple[Tool, ...] = (
-    Tool("downloader-asyncio", "downloader (asyncio)", locate_downloader, downloader_command("asyncio"),
-         downloader_version),
-    Tool("downloader-threads", "downloader (threads)", locate_downloader, downloader_command("threads"),
-         downloader_version),
+    *(downloader_tool(engine, *variant) for variant in DOWNLOADER_VARIANTS for engine in ("asyncio", "threads")),
     Tool("curl", "curl --parallel", locate_binary("curl"), curl_command, first_line_of_version),
     Tool("aria2c", "aria2c", locate_binary("aria2c"), aria2c_command, first_line_of_version),
     Tool("wget2", "wget2", locate_binary("wget2"), wget2_command, first_line_of_version, wget2_layout),
 )
 
 ALIASES: dict[str, tuple[str, ...]] = {
-    "downloader": ("downloader-asyncio", "downloader-threads"),
-    "asyncio": ("downloader-asyncio",),
-    "threads": ("downloader-threads",),
+    "downloader": tuple(tool.key for tool in TOOLS if tool.engine),
+    "downloader-default": ("downloader-asyncio", "downloader-threads"),
+    "downloader-p1": ("downloader-asyncio-p1", "downloader-threads-p1"),
+    "downloader-dask": ("downloader-asyncio-dask", "downloader-threads-dask"),
+    "asyncio": tuple(tool.key for tool in TOOLS if tool.engine == "asyncio"),
+    "threads": tuple(tool.key for tool in TOOLS if tool.engine == "threads"),
     "aria2": ("aria2c",),
 }
 
