@@ -3,7 +3,8 @@
 This process (the client) reads the list lazily and puts each entry in one of a
 few *buckets* by its placement hash (:mod:`downloader.sharding`), so the lines that
 must be decided together (the same URL, URLs naming the same file) share a bucket.
-A bucket that holds :data:`TASK_LINES` lines becomes one task, and each bucket has
+A bucket that holds :data:`TASK_LINES` lines becomes one task (so does one whose lines
+have waited half a second, when the cluster has room for it), and each bucket has
 at most one task running at a time, so no two workers ever decide the same file at
 once. At most :attr:`ClusterRun.window` tasks are submitted and not finished: the
 scheduler holds a bounded graph, and a slow cluster slows the reader.
@@ -58,11 +59,16 @@ log = logging.getLogger(__name__)
 
 TASK_LINES = 1000
 """Most list lines per task: enough to amortise a task's start, few enough to spread a list early."""
-_FIRST_TASK_SECONDS = 0.5
-"""A bucket waits at most this long for its lines before its first task is sent anyway."""
+_LINE_WAIT_SECONDS = 0.5
+"""A bucket's oldest line waits about this long for more lines before the bucket is sent anyway
+(when the window has room): a long list starts at once, and a list that trickles in is fetched
+as it comes, not once a bucket fills or the list ends."""
 _TOPIC = "downloader-progress"
 _REPORT_SECONDS = 0.5
 _STOP_GRACE = 20.0
+_CONNECT_SECONDS = 10.0
+"""Seconds to wait for a scheduler to answer at the address given."""
+_SCHEMES = ("tcp", "tls", "ws", "wss")  # the comms Dask connects to by address
 _RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
 
 
@@ -92,13 +98,21 @@ def connect(dask: object, *, quiet: bool = True) -> tuple[Any, list[Any]]:
                                            host="127.0.0.1", dashboard_address=None, silence_logs=level)
         client = distributed.Client(cluster)
         return client, [client, cluster]
-    if "://" not in text and ":" not in text:
-        raise ClusterError(f"--dask wants tcp://HOST:PORT or local[:N], not {text!r}")
+    _check_address(text)
     try:
-        client = distributed.Client(text, timeout=10)
-    except (OSError, TimeoutError, ValueError) as error:
+        client = distributed.Client(text, timeout=_CONNECT_SECONDS)
+    except Exception as error:  # noqa: BLE001 - OSError and TimeoutError mostly; Dask's comms raise others too
         raise ClusterError(f"no Dask scheduler answers at {text} ({error})") from error
     return client, [client]
+
+
+def _check_address(text: str) -> None:
+    """Refuse what is no scheduler address at once, rather than after the connect timeout
+    (or with a traceback: Dask's other comms, ucx:// or inproc://, need more than an address)."""
+    scheme, _, rest = text.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", *_SCHEMES) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"--dask wants tcp://HOST:PORT or local[:N], not {text!r}")
 
 
 def _local_workers(text: str) -> int:
@@ -126,13 +140,30 @@ class _Buckets:
 
     count: int
     waiting: list[list[Job]] = field(default_factory=list)
+    since: list[float | None] = field(default_factory=list)
+    """When each bucket's oldest waiting line arrived (None: nothing waits)."""
     busy: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.waiting = [[] for _ in range(self.count)]
+        self.since = [None] * self.count
 
-    def fullest(self) -> int:
-        return max(range(self.count), key=lambda index: len(self.waiting[index]))
+    def add(self, bucket: int, job: Job) -> int:
+        """Put ``job`` in ``bucket``; how many lines it holds now."""
+        if not self.waiting[bucket]:
+            self.since[bucket] = time.monotonic()
+        self.waiting[bucket].append(job)
+        return len(self.waiting[bucket])
+
+    def take(self, bucket: int) -> list[Job]:
+        lines, self.waiting[bucket], self.since[bucket] = self.waiting[bucket], [], None
+        return lines
+
+    def stale(self, before: float) -> list[int]:
+        """The free buckets whose oldest line arrived before ``before``, oldest first."""
+        found = [(since, bucket) for bucket, since in enumerate(self.since)
+                 if since is not None and since < before and bucket not in self.busy]
+        return [bucket for _, bucket in sorted(found)]
 
 
 class ClusterRun:
@@ -150,25 +181,29 @@ class ClusterRun:
         self._tasks_dir = config.dest / ".downloader" / "tasks"
         self._manifest = Manifest(config.manifest) if config.manifest is not None else None
         quiet = not logging.getLogger("downloader").isEnabledFor(logging.INFO)
-        self._client, self._owned = connect(dask, quiet=quiet)
+        self._owned: list[Any] = []
         try:
+            self._client, self._owned = connect(dask, quiet=quiet)
             threads = sum(self._client.nthreads().values()) or self._wait_for_workers()
-        except BaseException:
+        except BaseException:  # no run: nothing of it may stay open (the manifest's writer thread, a LocalCluster)
             self._close_cluster()
+            self._close_manifest()
             raise
         # Two tasks per worker thread keep every worker busy while results come back; an
-        # explicit --per-host holds for the whole cluster: each running task gets its share.
+        # explicit --per-host, and --limit-rate (a total, as with --processes), hold for the
+        # whole cluster: each task that may run gets its share.
         self.window = 2 * threads if config.per_host is None else max(1, min(2 * threads, config.per_host))
         task_per_host = None if config.per_host is None else max(1, config.per_host // self.window)
-        self._task_config = dataclasses.replace(config, processes=1, shard=None, progress=False, per_host=task_per_host)
+        task_rate = None if config.limit_rate is None else max(1, config.limit_rate // self.window)
+        self._task_config = dataclasses.replace(config, processes=1, shard=None, progress=False, per_host=task_per_host,
+                                                limit_rate=task_rate)
         self._buckets = _Buckets(2 * self.window)
         self._run_id = uuid.uuid4().hex[:12]
         self._numbers = itertools.count(1)
         self._running: dict[Any, _Task] = {}
         self._peaks: list[int] = []
         self._interrupted = 0
-        self._started = time.monotonic()
-        self._sent_any = False
+        self._checked = 0.0  # when _send_stale last looked at the buckets
         self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
         self._client.subscribe_topic(_TOPIC, self._on_progress)
         self._merge_left_over()
@@ -218,18 +253,32 @@ class ClusterRun:
             self.progress.result(done)
             return
         bucket = process_of(placement_hash(placement_key(entry, self.config.layout)), self._buckets.count)
-        self._buckets.waiting[bucket].append(entry)
-        if len(self._buckets.waiting[bucket]) >= TASK_LINES:
+        if self._buckets.add(bucket, entry) >= TASK_LINES:
             self._submit(bucket)
-        elif not self._sent_any and time.monotonic() - self._started > _FIRST_TASK_SECONDS:
-            self._submit(self._buckets.fullest())  # a long list starts at once, not after a bucket fills
+        else:
+            self._send_stale()
         self._wait(block=False)
+
+    def _send_stale(self) -> None:
+        """Send the buckets whose lines have waited :data:`_LINE_WAIT_SECONDS`, while the window has room.
+
+        Never waits (the list goes on being read), and looks a few times a second only: with
+        thousands of buckets, looking at every line would cost more than reading it.
+        """
+        now = time.monotonic()
+        if now - self._checked < _LINE_WAIT_SECONDS / 5:
+            return
+        self._checked = now
+        for bucket in self._buckets.stale(now - _LINE_WAIT_SECONDS):
+            if len(self._running) >= self.window:
+                return
+            self._submit(bucket)
 
     def _submit(self, bucket: int) -> None:
         """Send the bucket's waiting lines as one task, once the bucket is free and the window has room."""
         while bucket in self._buckets.busy or len(self._running) >= self.window:
             self._wait(block=True)
-        lines, self._buckets.waiting[bucket] = self._buckets.waiting[bucket], []
+        lines = self._buckets.take(bucket)
         jobs = [job for job in map(self._settle_names, lines) if job is not None]
         if not jobs:
             return
@@ -238,7 +287,6 @@ class ClusterRun:
                                      key=f"downloader-{name}", pure=False)
         self._running[future] = _Task(name, bucket, jobs)
         self._buckets.busy.add(bucket)
-        self._sent_any = True
 
     def _wait(self, *, block: bool) -> None:
         """Take the results of the tasks that finished (waiting for one when ``block``)."""
@@ -391,6 +439,9 @@ class ClusterRun:
         with contextlib.suppress(Exception):
             self._client.unsubscribe_topic(_TOPIC)
         self._close_cluster()
+        self._close_manifest()
+
+    def _close_manifest(self) -> None:
         if self._manifest is not None:
             try:
                 self._manifest.close()
@@ -444,12 +495,22 @@ def run_task(config: Config, jobs: list[Job], tasks_dir: str, name: str, run_id:
 
         run = LocalRun(config, on_result=write)
         interrupted = 0
-        with _published(run, run_id), _stoppable(run_id):
-            try:
-                run(iter(jobs))
-            except KeyboardInterrupt:
-                interrupted = run.summary().interrupted
+        try:
+            with _published(run, run_id), _stoppable(run_id) as stopped:
+                if not stopped.is_set():  # a task that starts after Ctrl-C fetches nothing
+                    run(_until(stopped, jobs))
+        except KeyboardInterrupt:  # the stop, wherever in this thread it landed
+            interrupted = run.summary().interrupted
     return {"interrupted": interrupted, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _until(stopped: threading.Event, jobs: list[Job]) -> Iterator[Job]:
+    """The jobs, until the run is stopped: an engine that cannot be interrupted at once
+    (the threads engine, blocked waiting for its transfers) at least starts no more."""
+    for job in jobs:
+        if stopped.is_set():
+            return
+        yield job
 
 
 @contextlib.contextmanager
@@ -481,30 +542,44 @@ def _published(run: Any, run_id: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stoppable(run_id: str) -> Iterator[None]:
-    """Raise KeyboardInterrupt in this thread once the client sets the run's stop event."""
-    from distributed import Event
+def _stoppable(run_id: str) -> Iterator[threading.Event]:
+    """Raise KeyboardInterrupt in this thread once the client sets the run's stop event.
 
-    target = threading.get_ident()
-    event = Event(_stop_event(run_id))
-    finished = threading.Event()
+    Yields an event set from then on: already set when the run was stopped before this
+    task began. The exception is raised at most once, and only inside the ``with``: one
+    still pending when the block ends is withdrawn, so that it never hits the worker's
+    own code (or the next task of this thread) instead.
+    """
+    from distributed import Event, get_client
+
+    target = ctypes.c_ulong(threading.get_ident())
+    # The client is looked up here, in the task's thread: the watcher's own thread is no
+    # worker thread, and an Event that finds no client there fails every wait (never stops).
+    event = Event(_stop_event(run_id), client=get_client())
+    stopped, finished, lock = threading.Event(), threading.Event(), threading.Lock()
+    with contextlib.suppress(Exception):
+        if event.is_set():
+            stopped.set()
 
     def watch() -> None:
-        while not finished.is_set():
+        while not finished.is_set() and not stopped.is_set():
             with contextlib.suppress(Exception):
                 if event.wait(timeout=0.5):
-                    if not finished.is_set():
-                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target),
-                                                                  ctypes.py_object(KeyboardInterrupt))
+                    stopped.set()
+                    with lock:
+                        if not finished.is_set():
+                            ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(KeyboardInterrupt))
                     return
             time.sleep(0.05)
 
     thread = threading.Thread(target=watch, name="downloader-stop", daemon=True)
     thread.start()
     try:
-        yield
+        yield stopped
     finally:
-        finished.set()
+        with lock:
+            finished.set()
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)  # NULL: withdraw one not yet raised
 
 
 def _result_to_json(result: Result) -> dict[str, Any]:

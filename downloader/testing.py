@@ -181,6 +181,10 @@ class Server:
         self.counts: collections.Counter[str] = collections.Counter()
         """Requests received per path (counted when they arrive, unlike the log)."""
         self.log: collections.deque[LogEntry] = collections.deque(maxlen=log_limit)
+        self.active = 0
+        """Requests being answered right now (all paths)."""
+        self.peak_active = 0
+        """The most requests ever answered at once; a test may reset it to 0."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -279,6 +283,15 @@ class Server:
     # -- the handler ---------------------------------------------------------
 
     async def _handle_bytes(self, request: web.Request) -> web.StreamResponse:
+        # Counted on the server's one event-loop thread: no lock needed.
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         size = int(request.match_info["size"])
         name = request.match_info["name"]
         rule = self.rules.get(request.path) or Rule.from_query(request.query)
