@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import resource
+import socket
 import sqlite3
 import threading
 import time
@@ -192,7 +193,10 @@ class ClusterRun:
         # Two tasks per worker thread keep every worker busy while results come back; an
         # explicit --per-host, and --limit-rate (a total, as with --processes), hold for the
         # whole cluster: each task that may run gets its share.
-        self.window = 2 * threads if config.per_host is None else max(1, min(2 * threads, config.per_host))
+        # When limits are shared, only as many tasks as can run at once are sent, so that no
+        # share sits idle in a task waiting for a worker.
+        limited = config.per_host is not None or config.limit_rate is not None
+        self.window = max(1, min(threads, config.per_host or threads)) if limited else 2 * threads
         task_per_host = None if config.per_host is None else max(1, config.per_host // self.window)
         task_rate = None if config.limit_rate is None else max(1, config.limit_rate // self.window)
         self._task_config = dataclasses.replace(config, processes=1, shard=None, progress=False, per_host=task_per_host,
@@ -201,7 +205,8 @@ class ClusterRun:
         self._run_id = uuid.uuid4().hex[:12]
         self._numbers = itertools.count(1)
         self._running: dict[Any, _Task] = {}
-        self._peaks: list[int] = []
+        self._peaks: dict[str, int] = {}  # worker -> its peak RSS, as its tasks reported it
+        self._live: dict[str, int] = {}  # running task -> files it has finished so far
         self._interrupted = 0
         self._checked = 0.0  # when _send_stale last looked at the buckets
         self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
@@ -241,7 +246,7 @@ class ClusterRun:
         return self.progress.failures()
 
     def peak_rss(self) -> dict[str, object]:
-        return {"parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers": list(self._peaks)}
+        return {"parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers": list(self._peaks.values())}
 
     def _take(self, entry: Entry) -> None:
         self.progress.job_seen()
@@ -285,6 +290,7 @@ class ClusterRun:
         name = f"{self._run_id}-{next(self._numbers):06d}"
         future = self._client.submit(run_task, self._task_config, jobs, str(self._tasks_dir), name, self._run_id,
                                      key=f"downloader-{name}", pure=False)
+        self._live[name] = 0
         self._running[future] = _Task(name, bucket, jobs)
         self._buckets.busy.add(bucket)
 
@@ -309,7 +315,10 @@ class ClusterRun:
             outcome, problem = {}, f"Dask task {task.name} failed ({type(error).__name__}: {error})"
         self._interrupted += int(outcome.get("interrupted", 0))
         if "peak_rss" in outcome:
-            self._peaks.append(int(outcome["peak_rss"]))
+            worker = str(outcome.get("worker"))
+            self._peaks[worker] = max(self._peaks.get(worker, 0), int(outcome["peak_rss"]))
+        self._live.pop(task.name, None)
+        self.progress.provisional(sum(self._live.values()))
         answered = self._read_results(task.name)
         self._merge(task.name)
         if problem is not None:
@@ -337,8 +346,13 @@ class ClusterRun:
     def _on_progress(self, event: tuple[float, dict[str, Any]]) -> None:
         """Byte counts the tasks publish while they run (on the client's event-loop thread)."""
         message = event[1]
-        if message.get("run") == self._run_id:
-            self.progress.bytes_received(int(message.get("bytes", 0)))
+        if message.get("run") != self._run_id:
+            return
+        self.progress.bytes_received(int(message.get("bytes", 0)))
+        task = message.get("task")
+        if task in self._live:  # not yet finished: its results are not counted yet
+            self._live[task] = int(message.get("files", 0))
+            self.progress.provisional(sum(self._live.values()))
 
     # -- the destination's manifest ---------------------------------------------------------
 
@@ -496,12 +510,13 @@ def run_task(config: Config, jobs: list[Job], tasks_dir: str, name: str, run_id:
         run = LocalRun(config, on_result=write)
         interrupted = 0
         try:
-            with _published(run, run_id), _stoppable(run_id) as stopped:
+            with _published(run, run_id, name), _stoppable(run_id) as stopped:
                 if not stopped.is_set():  # a task that starts after Ctrl-C fetches nothing
                     run(_until(stopped, jobs))
         except KeyboardInterrupt:  # the stop, wherever in this thread it landed
             interrupted = run.summary().interrupted
-    return {"interrupted": interrupted, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return {"interrupted": interrupted, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def _until(stopped: threading.Event, jobs: list[Job]) -> Iterator[Job]:
@@ -514,23 +529,25 @@ def _until(stopped: threading.Event, jobs: list[Job]) -> Iterator[Job]:
 
 
 @contextlib.contextmanager
-def _published(run: Any, run_id: str) -> Iterator[None]:
-    """Publish the bytes received every half second, for the client's bar."""
+def _published(run: Any, run_id: str, task: str) -> Iterator[None]:
+    """Publish the bytes received and the files finished every half second, for the client's bar."""
     from distributed import get_worker
 
     worker = get_worker()
     stop = threading.Event()
 
+    def publish(sent: int) -> int:
+        summary = run.summary()
+        files = summary.downloaded + summary.skipped + summary.failed + summary.unchanged
+        if summary.received > sent or files:
+            worker.log_event(_TOPIC, {"run": run_id, "task": task, "bytes": summary.received - sent, "files": files})
+        return int(summary.received)
+
     def report() -> None:
         sent = 0
         while not stop.wait(_REPORT_SECONDS):
-            received = run.summary().received
-            if received > sent:
-                worker.log_event(_TOPIC, {"run": run_id, "bytes": received - sent})
-                sent = received
-        received = run.summary().received
-        if received > sent:
-            worker.log_event(_TOPIC, {"run": run_id, "bytes": received - sent})
+            sent = publish(sent)
+        publish(sent)
 
     thread = threading.Thread(target=report, name="downloader-progress", daemon=True)
     thread.start()

@@ -82,7 +82,7 @@ class Progress:
         self._spool_failures = spool_failures
         self._lock = threading.Lock()
         self._started = time.monotonic()
-        self._seen = self._expected = self._received = 0
+        self._seen = self._expected = self._received = self._provisional = 0
         self._counts = {status: 0 for status in Status}
         self._failures: IO[str] | None = None
         self._stop = threading.Event()
@@ -109,6 +109,12 @@ class Progress:
     def bytes_received(self, count: int) -> None:
         with self._lock:
             self._received += count
+
+    def provisional(self, count: int) -> None:
+        """Files finished elsewhere whose results have not arrived yet (a Dask task still
+        running): shown in the bar's files count, never in the summary."""
+        with self._lock:
+            self._provisional = count
 
     def result(self, result: Result) -> None:
         with self._lock:
@@ -162,7 +168,7 @@ class Progress:
         assert self._bar is not None
         with self._lock:
             received, expected, seen = self._received, self._expected, self._seen
-            done = sum(self._counts.values())
+            done = sum(self._counts.values()) + self._provisional
             failed = self._counts[Status.FAILED]
         bar = self._bar
         if expected and expected >= received:
