@@ -11,6 +11,11 @@ Only transfers in flight are remembered (their paths, and the duplicates parked 
 them), so memory does not grow with the length of the list; what must be remembered
 beyond that lives on disk: a file finished earlier in the run is simply present.
 The engine's window of slots counts parked jobs too, which bounds them.
+
+A re-run of a long list is mostly lines whose file the manifest records as complete.
+Those are decided in two steps that take no slot: :meth:`Dispatcher.with_done` asks
+the manifest about a whole batch of entries in one query, and :meth:`Dispatcher.screen`
+settles each done or invalid entry; only the rest are placed one by one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -30,7 +35,7 @@ from downloader.config import Config
 from downloader.core import Validators
 from downloader.errors import DownloadError, InvalidJob, PartBusy, RetriesExhausted
 from downloader.jobs import Job, Result, Status
-from downloader.manifest import Manifest, ManifestError, Record
+from downloader.manifest import Done, Manifest, ManifestError, Record
 from downloader.progress import Events
 from downloader.sources import Entry
 
@@ -66,6 +71,10 @@ class _Claim:
     job: Job | None = None
 
 
+_SETTLED = Admission(Verdict.SETTLED)
+_PARKED = Admission(Verdict.PARKED)
+
+
 def failed_result(url: str, error: DownloadError | str, origin: str | None = None, path: Path | None = None,
                   job: Job | None = None) -> Result:
     """A ``failed`` result carrying the error's reason; ``skipped`` when another run has the part."""
@@ -82,6 +91,7 @@ class Dispatcher:
         self._manifest = manifest
         self._dest = config.dest
         self._dest_prefix = os.path.join(str(config.dest), "")
+        self._dest_text = str(config.dest / "_")[:-1]  # what str(dest / name) puts before name ("" for ".")
         self._events = events
         self._claims: dict[Path, _Claim] = {}
         self._lock = threading.Lock()
@@ -96,13 +106,43 @@ class Dispatcher:
             return sum(1 + len(claim.parked) for claim in self._claims.values())
 
     def admit(self, entry: Entry) -> Admission:
+        """Settle or start one entry: :meth:`with_done`, :meth:`screen` and :meth:`place`
+        for one entry (the engines call those three, the first once per batch)."""
+        ((entry, done),) = self.with_done([entry])
+        job = self.screen(entry, done)
+        return _SETTLED if job is None else self.place(job)
+
+    def with_done(self, entries: Sequence[Entry]) -> list[tuple[Entry, Done | None]]:
+        """Each entry with what the manifest holds of its file when that is complete,
+        asked for the whole batch in one query. Thread-safe.
+
+        An answer may be a moment old when the entry is screened: a transfer of the same
+        URL that ended meanwhile is then found by its file ("already present").
+        """
+        if self._config.sync:  # every file is asked about again: nothing is skipped unseen
+            return [(entry, None) for entry in entries]
+        # An invalid entry's URL is asked for too (one query either way); screen() ignores the answer.
+        done = self._ask_done([entry.url for entry in entries])
+        return [(entry, done.get(entry.url)) for entry in entries]
+
+    def screen(self, entry: Entry, done: Done | None) -> Job | None:
+        """Count ``entry`` as seen and settle it now if that takes no slot: an invalid
+        entry, or one whose file the manifest records as complete (``done``, from
+        :meth:`with_done`). Else the job, for :meth:`place`."""
         self._events.job_seen()
         if isinstance(entry, InvalidJob):
-            return self._settle_now(failed_result(entry.url, entry, entry.origin))
-        record = self._lookup(entry.url)
-        if record is not None and record.status in ("downloaded", "unchanged") and not self._config.sync:
+            self._settle_now(failed_result(entry.url, entry, entry.origin))
+            return None
+        if done is not None:
             # The manifest is trusted: a done file is skipped without touching the disk.
-            return self._settle_now(_recorded_result(entry, record, self._dest))
+            self._events.result(self._recorded_result(entry, done))
+            return None
+        return entry
+
+    def place(self, entry: Job) -> Admission:
+        """Decide the path of a screened job: settled (present, refused), parked on a
+        transfer of the same URL, or to start. The caller holds a slot for it."""
+        record = self._lookup(entry.url)
         try:
             path = self._path_for(entry, record)
             # The file's own names are checked by the one lstat of existing_result and by
@@ -119,7 +159,7 @@ class Dispatcher:
                 return Admission(Verdict.START, entry, path, current)
             if claim is not None and claim.url == entry.url:
                 claim.parked.append(entry)
-                return Admission(Verdict.PARKED)
+                return _PARKED
         if claim is not None:
             where = f" ({claim.origin})" if claim.origin else ""
             refusal = InvalidJob(entry.url, f"{path} is already being written by {claim.url}{where}; not overwriting it")
@@ -143,7 +183,7 @@ class Dispatcher:
         self._events.result(result)
         if result.job is not None and result.status is Status.FAILED:
             self._remember(result.job, Path(result.path) if result.path else None, "failed", result)
-        return Admission(Verdict.SETTLED)
+        return _SETTLED
 
     def _path_for(self, job: Job, record: Record | None) -> Path:
         """The job's path: out=, else the one the manifest remembers, else a new one that no
@@ -179,6 +219,20 @@ class Dispatcher:
             self._drop_manifest(error)
             return None
 
+    def _ask_done(self, urls: list[str]) -> dict[str, Done]:
+        """Manifest.done(urls), asking only for URLs the manifest may hold."""
+        if self._manifest is None:
+            return {}
+        if self._recorded is not None:  # read without the lock, as _ask does: a bit is only ever set
+            urls = [url for url in urls if self._recorded.may_hold(url)]
+        if not urls:
+            return {}
+        try:
+            return self._manifest.done(urls)
+        except ManifestError as error:
+            self._drop_manifest(error)
+            return {}
+
     def _drop_manifest(self, error: ManifestError) -> None:
         if self._manifest is not None:
             log.error("manifest disabled for the rest of this run: %s", error)
@@ -191,6 +245,19 @@ class Dispatcher:
         for path, claim in claims:
             assert claim.job is not None
             self._remember(claim.job, path, "pending")
+
+    def _recorded_result(self, job: Job, done: Done) -> Result:
+        return Result(job.url, Status.SKIPPED, self._under(done.path), done.size or 0, 0, done.sha256,
+                      "already downloaded (manifest)", job.origin, done.final_url, done.etag, done.last_modified,
+                      job=job)
+
+    def _under(self, relative: str) -> str:
+        """``str(dest / relative)``, without a Path (3 us, once per line of a re-run) for a
+        relative path that Path would not rewrite (no empty or ``.`` component)."""
+        if relative and relative[0] != "/" and relative[-1] != "/" and "//" not in relative \
+                and "./" not in relative and relative != "." and not relative.endswith("/."):
+            return self._dest_text + relative
+        return str(self._dest / relative)
 
     def _relative(self, path: Path) -> str:
         # String slicing, not Path.relative_to: this runs twice per file.
@@ -247,11 +314,6 @@ class _Seen:
         value = hash(text) & 0xFFFF_FFFF_FFFF_FFFF
         low, high = value & 0xFFFF_FFFF, value >> 32 | 1
         return [(low + i * high) % self._BITS for i in range(self._HASHES)]
-
-
-def _recorded_result(job: Job, record: Record, dest: Path) -> Result:
-    return Result(job.url, Status.SKIPPED, str(dest / record.path), record.size or 0, 0, record.sha256,
-                  "already downloaded (manifest)", job.origin, record.final_url, record.etag, record.last_modified, job=job)
 
 
 def _validators(path: Path, record: Record | None) -> Validators:

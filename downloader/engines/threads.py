@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import threading
 import warnings
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 
 WORKERS_PER_TRANSFER = 4
+_READ_BATCH = 256  # list entries read, and looked up in the manifest, per turn
 
 
 class Interrupted(BaseException):
@@ -52,13 +54,18 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     with _session(config) as session:
         context = _Context(session, config, events, politeness, stop, threading.BoundedSemaphore(config.concurrency))
         try:
-            for entry in entries:
-                slots.acquire()
-                admission = dispatcher.admit(entry)
-                if admission.verdict is Verdict.SETTLED:
-                    slots.release()
-                elif admission.verdict is Verdict.START:
-                    session.executor.submit(_run_one, context, admission, dispatcher, slots)
+            # In batches, as the asyncio engine reads: the manifest is asked once per batch.
+            while batch := list(itertools.islice(entries, _READ_BATCH)):
+                for entry, done in dispatcher.with_done(batch):
+                    # Invalid lines and files the manifest has are settled without a slot.
+                    if (job := dispatcher.screen(entry, done)) is None:
+                        continue
+                    slots.acquire()
+                    admission = dispatcher.place(job)
+                    if admission.verdict is Verdict.SETTLED:
+                        slots.release()
+                    elif admission.verdict is Verdict.START:
+                        session.executor.submit(_run_one, context, admission, dispatcher, slots)
             session.executor.shutdown(wait=True)
         except BaseException:
             stop.set()
