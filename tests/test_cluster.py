@@ -312,14 +312,8 @@ def test_a_separate_scheduler_and_worker_run_a_cli_list(scheduler: str, server: 
     assert all(body(name, 1234) == (tmp_path / "out" / name).read_bytes() for name in names)
 
 
-THREADS_STOP = ("the threads engine's own thread waits for its transfers in slots.acquire() and "
-                "executor.shutdown(wait=True), where the task's asynchronous KeyboardInterrupt cannot land: "
-                "the transfers in flight finish instead of stopping (needs a change in engines/threads.py)")
-
-
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("engine", ["asyncio", pytest.param("threads", marks=pytest.mark.xfail(reason=THREADS_STOP,
-                                                                                                strict=False))])
+@pytest.mark.parametrize("engine", ["asyncio", "threads"])
 def test_ctrl_c_stops_a_local_cluster_run_and_keeps_its_parts(cluster: Any, server: Server, engine: str,
                                                               tmp_path: Path) -> None:
     """SIGINT to ``downloader --dask local:2`` mid-run exits 130 soon, parts kept; a re-run completes them exact."""

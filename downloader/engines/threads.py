@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 WORKERS_PER_TRANSFER = 4
 _READ_BATCH = 256  # list entries read, and looked up in the manifest, per turn
+_TURN_SECONDS = 0.2
 
 
 class Interrupted(BaseException):
@@ -49,7 +50,8 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     # holds no connection (``active`` counts those, -j of them), so a paused host does
     # not idle the others. At most two jobs per worker are admitted and not finished
     # (running or queued in the executor, whose own queue has no bound).
-    slots = threading.BoundedSemaphore(2 * WORKERS_PER_TRANSFER * config.concurrency)
+    size = 2 * WORKERS_PER_TRANSFER * config.concurrency
+    slots = threading.BoundedSemaphore(size)
     politeness = ThreadPoliteness(stop=stop, interrupt=Interrupted, **settings_for(config))
     with _session(config) as session:
         context = _Context(session, config, events, politeness, stop, threading.BoundedSemaphore(config.concurrency))
@@ -60,17 +62,26 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
                     # Invalid lines and files the manifest has are settled without a slot.
                     if (job := dispatcher.screen(entry, done)) is None:
                         continue
-                    slots.acquire()
+                    _take(slots)
                     admission = dispatcher.place(job)
                     if admission.verdict is Verdict.SETTLED:
                         slots.release()
                     elif admission.verdict is Verdict.START:
                         session.executor.submit(_run_one, context, admission, dispatcher, slots)
+            for _ in range(size):  # every slot back: every job settled
+                _take(slots)
             session.executor.shutdown(wait=True)
         except BaseException:
             stop.set()
             session.executor.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _take(slots: threading.BoundedSemaphore) -> None:
+    """Take a slot, waiting in short turns: an exception raised into this thread from outside
+    (a Dask task being stopped) lands between them, never behind a wait without end."""
+    while not slots.acquire(timeout=_TURN_SECONDS):
+        pass
 
 
 @dataclass(frozen=True, slots=True)
