@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from downloader import naming
 from downloader.config import Config
@@ -57,6 +57,7 @@ from downloader.sources import Entry
 __all__ = ["TASK_LINES", "ClusterError", "ClusterRun", "connect", "run_task"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TASK_LINES = 1000
 """Most list lines per task: enough to amortise a task's start, few enough to spread a list early."""
@@ -383,19 +384,17 @@ class ClusterRun:
         return dataclasses.replace(job, out=naming.collision_path(wanted, job.url).as_posix())
 
     def _lookup(self, url: str) -> Record | None:
-        if self._manifest is None:
-            return None
-        try:
-            return self._manifest.lookup(url)
-        except ManifestError as error:
-            self._drop_manifest(error)
-            return None
+        return self._ask(Manifest.lookup, url)
 
     def _owner(self, path: str) -> str | None:
+        return self._ask(Manifest.owner, path)
+
+    def _ask(self, query: Callable[[Manifest, str], _T | None], key: str) -> _T | None:
+        """``query(manifest, key)``, or None without a manifest (or once it failed: the run goes on)."""
         if self._manifest is None:
             return None
         try:
-            return self._manifest.owner(path)
+            return query(self._manifest, key)
         except ManifestError as error:
             self._drop_manifest(error)
             return None
