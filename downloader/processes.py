@@ -163,6 +163,8 @@ class ProcessRun:
         self._progress_options: dict[str, Any] = {"bar": config.progress, "stream": stream, "on_result": on_result,
                                                   "spool_failures": list_failures}
         self.progress: Progress | None = None
+        self._manifest: Manifest | None = None
+        self._screen: Dispatcher | None = None
         # Waited on through this event, never Thread.join: a Ctrl-C that interrupts join()
         # leaves the thread looking finished in CPython 3.11 (is_alive() turns False).
         self._collected = threading.Event()
@@ -181,6 +183,10 @@ class ProcessRun:
         shares = shares_for(self.config, self._count, counts)
         self._workers = [self._start(index, shares[index]) for index in range(self._count)]
         self.progress = Progress(**self._progress_options)
+        # This process settles what needs no transfer (invalid lines, files the manifest
+        # has), one manifest query per batch as one engine would: a re-run sends nothing on.
+        self._manifest = Manifest(self.config.manifest) if self.config.manifest is not None else None
+        self._screen = Dispatcher(self.config, self.progress, self._manifest)
         self._collector.start()
         return itertools.chain(head, entries)
 
@@ -197,7 +203,15 @@ class ProcessRun:
         finally:
             if self.progress is not None:
                 self.progress.close()
+            self._close_manifest()
         return self.summary()
+
+    def _close_manifest(self) -> None:
+        if self._manifest is not None:
+            try:
+                self._manifest.close()
+            except ManifestError as error:  # it only read: nothing of the run is lost
+                log.error("%s", error)
 
     def summary(self) -> Summary:
         """Counts so far; what the processes had in flight when stopped counts as interrupted."""
@@ -226,16 +240,14 @@ class ProcessRun:
         return process_of(placement_hash(placement_key(entry, self.config.layout)), self._count)
 
     def _feed(self, entries: Iterator[Entry]) -> None:
-        progress = self.progress
-        assert progress is not None
+        screen = self._screen
+        assert screen is not None
         while chunk := list(itertools.islice(entries, _READ_BATCH)):
             batches: list[list[Job]] = [[] for _ in self._workers]
-            for entry in chunk:
-                progress.job_seen()
-                if isinstance(entry, InvalidJob):  # nothing to fetch: no process needs to see it
-                    progress.result(failed_result(entry.url, entry, entry.origin))
-                    continue
-                batches[self._place(entry)].append(entry)
+            for entry, done in screen.with_done(chunk):
+                job = screen.screen(entry, done)  # counts it seen; settles it when nothing is to fetch
+                if job is not None:
+                    batches[self._place(job)].append(job)
             for worker, batch in zip(self._workers, batches):
                 if batch:
                     self._send(worker, batch)
