@@ -54,7 +54,7 @@ from downloader.progress import Progress, Summary
 from downloader.sharding import placement_hash, placement_key, process_of
 from downloader.sources import Entry
 
-__all__ = ["TASK_LINES", "ClusterError", "ClusterRun", "connect", "run_task"]
+__all__ = ["NO_WORKER_SECONDS", "TASK_LINES", "ClusterError", "ClusterRun", "connect", "run_task"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -68,6 +68,8 @@ as it comes, not once a bucket fills or the list ends."""
 _TOPIC = "downloader-progress"
 _REPORT_SECONDS = 0.5
 _STOP_GRACE = 20.0
+NO_WORKER_SECONDS = 60.0
+"""A run whose cluster has had no worker this long fails the lines of its running tasks."""
 _CONNECT_SECONDS = 10.0
 """Seconds to wait for a scheduler to answer at the address given."""
 _SCHEMES = ("tcp", "tls", "ws", "wss")  # the comms Dask connects to by address
@@ -210,6 +212,8 @@ class ClusterRun:
         self._live: dict[str, int] = {}  # running task -> files it has finished so far
         self._interrupted = 0
         self._checked = 0.0  # when _send_stale last looked at the buckets
+        self._workers_asked = 0.0  # when _workerless last asked the scheduler
+        self._workerless_since: float | None = None
         self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
         self._client.subscribe_topic(_TOPIC, self._on_progress)
         self._merge_left_over()
@@ -304,16 +308,43 @@ class ClusterRun:
         if block:
             with contextlib.suppress(TimeoutError, distributed.TimeoutError):
                 distributed.wait(list(self._running), timeout=0.5, return_when="FIRST_COMPLETED")
+            if self._workerless():
+                self._give_up(f"the Dask cluster has had no worker for {NO_WORKER_SECONDS:.0f} s")
         for future in [future for future in self._running if future.done()]:
             self._finished(future, self._running.pop(future))
 
-    def _finished(self, future: Any, task: _Task) -> None:
-        self._buckets.busy.discard(task.bucket)
+    def _workerless(self) -> bool:
+        """Whether the cluster has had no worker for NO_WORKER_SECONDS (asked every few seconds):
+        Dask keeps a task whose workers all died waiting for one, and the run would never end."""
+        now = time.monotonic()
+        if now - self._workers_asked < 2.0:
+            return self._workerless_since is not None and now - self._workerless_since > NO_WORKER_SECONDS
+        self._workers_asked = now
         try:
-            outcome: dict[str, Any] = future.result()
-            problem = None
-        except Exception as error:  # noqa: BLE001 - a lost task (KilledWorker, cancelled) or a bug in it
-            outcome, problem = {}, f"Dask task {task.name} failed ({type(error).__name__}: {error})"
+            alive = bool(self._client.nthreads())
+        except Exception:  # noqa: BLE001 - the scheduler itself is gone: no worker either
+            alive = False
+        if alive:
+            self._workerless_since = None
+        elif self._workerless_since is None:
+            self._workerless_since = now
+        return self._workerless_since is not None and now - self._workerless_since > NO_WORKER_SECONDS
+
+    def _give_up(self, reason: str) -> None:
+        """Fail every running task's jobs that have no result yet with ``reason``."""
+        for future in list(self._running):
+            with contextlib.suppress(Exception):
+                future.cancel()
+            self._finished(future, self._running.pop(future), problem=reason)
+
+    def _finished(self, future: Any, task: _Task, problem: str | None = None) -> None:
+        self._buckets.busy.discard(task.bucket)
+        outcome: dict[str, Any] = {}
+        if problem is None:
+            try:
+                outcome = future.result()
+            except Exception as error:  # noqa: BLE001 - a lost task (KilledWorker, cancelled) or a bug in it
+                problem = f"Dask task {task.name} failed ({type(error).__name__}: {error})"
         self._interrupted += int(outcome.get("interrupted", 0))
         if "peak_rss" in outcome:
             worker = str(outcome.get("worker"))

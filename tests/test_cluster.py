@@ -398,3 +398,30 @@ def test_without_the_extra_dask_is_a_usage_error(tmp_path: Path, monkeypatch: py
 
     assert 2 == status
     assert "pip install 'downloader[dask]'" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(90)
+def test_a_cluster_left_without_workers_fails_the_lines_instead_of_hanging(server: Server, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker gone for NO_WORKER_SECONDS: the lines in flight fail with that reason; the run ends."""
+    import downloader.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "NO_WORKER_SECONDS", 1.0)
+    local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None)
+    client = distributed.Client(local)
+    try:
+        client.wait_for_workers(1, timeout=60)
+        urls = [server.file_url(f"orphaned-{i}.bin", 2_000_000, Rule(rate=200_000)) for i in range(4)]
+        stopper = threading.Timer(1.5, lambda: local.scale(0))
+        stopper.start()
+
+        summary, results = run_on(client, cluster_config(tmp_path / "out", "asyncio"), urls)
+
+        stopper.join()
+    finally:
+        client.close(timeout=20)
+        local.close(timeout=20)
+    assert 4 == summary.failed
+    assert all("no worker for 1 s" in str(r.error) for r in results)
+    assert not any((tmp_path / "out" / f"orphaned-{i}.bin").exists() for i in range(4))
