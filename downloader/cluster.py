@@ -99,7 +99,10 @@ def connect(dask: object, *, quiet: bool = True) -> tuple[Any, list[Any]]:
     if text == "local" or text.startswith("local:"):
         workers = _local_workers(text)
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address=None, silence_logs=level)
+                                           host="127.0.0.1", silence_logs=level,
+                                           # Even without a dashboard the scheduler serves HTTP, on 8787
+                                           # unless told otherwise: a second run at once would fail.
+                                           dashboard_address=":0")
         client = distributed.Client(cluster)
         return client, [client, cluster]
     _check_address(text)

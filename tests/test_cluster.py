@@ -38,7 +38,7 @@ COLLISION = re.compile(r"a~[0-9a-f]{8}\.bin")
 def cluster() -> Iterator[Any]:
     """A Client of one LocalCluster with two single-threaded worker processes, shut down after the module."""
     local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=None)
+                                     dashboard_address=":0")
     client = distributed.Client(local)
     try:
         client.wait_for_workers(2, timeout=60)
@@ -408,7 +408,7 @@ def test_a_cluster_left_without_workers_fails_the_lines_instead_of_hanging(serve
 
     monkeypatch.setattr(cluster_module, "NO_WORKER_SECONDS", 1.0)
     local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=None)
+                                     dashboard_address=":0")
     client = distributed.Client(local)
     try:
         client.wait_for_workers(1, timeout=60)
