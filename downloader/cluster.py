@@ -67,6 +67,7 @@ _LINE_WAIT_SECONDS = 0.5
 as it comes, not once a bucket fills or the list ends."""
 _TOPIC = "downloader-progress"
 _REPORT_SECONDS = 0.5
+_STOP_POLL_SECONDS = 0.25
 _STOP_GRACE = 20.0
 NO_WORKER_SECONDS = 60.0
 """A run whose cluster has had no worker this long fails the lines of its running tasks."""
@@ -612,15 +613,16 @@ def _stoppable(run_id: str) -> Iterator[threading.Event]:
             stopped.set()
 
     def watch() -> None:
-        while not finished.is_set() and not stopped.is_set():
+        # Short is_set() questions with the waiting done here, not a long event.wait() on
+        # the scheduler: a wait still open when the task ends is cancelled as the worker or
+        # the cluster closes, and Dask logs that with a traceback.
+        while not finished.wait(_STOP_POLL_SECONDS) and not stopped.is_set():
             with contextlib.suppress(Exception):
-                if event.wait(timeout=0.5):
+                if event.is_set():
                     stopped.set()
                     with lock:
                         if not finished.is_set():
                             ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(KeyboardInterrupt))
-                    return
-            time.sleep(0.05)
 
     thread = threading.Thread(target=watch, name="downloader-stop", daemon=True)
     thread.start()
@@ -630,6 +632,7 @@ def _stoppable(run_id: str) -> Iterator[threading.Event]:
         with lock:
             finished.set()
             ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)  # NULL: withdraw one not yet raised
+        thread.join()  # no question left open once the task returns
 
 
 def _result_to_json(result: Result) -> dict[str, Any]:
