@@ -309,6 +309,7 @@ def test_a_separate_scheduler_and_worker_run_a_cli_list(scheduler: str, server: 
     assert scheduler.startswith("tcp://127.0.0.1:")
     assert 0 == done.returncode, done.stderr
     assert "downloaded 50, skipped 0, failed 0" in done.stderr
+    assert "Traceback" not in done.stderr
     assert all(body(name, 1234) == (tmp_path / "out" / name).read_bytes() for name in names)
 
 
@@ -425,3 +426,15 @@ def test_a_cluster_left_without_workers_fails_the_lines_instead_of_hanging(serve
     assert 4 == summary.failed
     assert all("no worker for 1 s" in str(r.error) for r in results)
     assert not any((tmp_path / "out" / f"orphaned-{i}.bin").exists() for i in range(4))
+
+
+@pytest.mark.timeout(90)
+def test_the_cli_on_a_local_cluster_prints_only_its_summary(server: Server, engine: str, tmp_path: Path) -> None:
+    """``--dask local:2`` without -v: the summary line and nothing of Dask's (no log line, no traceback)."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(server.file_url(f"quiet-{engine}-{i}.bin", 500) + "\n" for i in range(30)))
+
+    done = cli("--dask", "local:2", "-i", str(listing), "-d", str(tmp_path / "out"), "-e", engine, "-q")
+
+    assert 0 == done.returncode, done.stderr
+    assert ["downloaded 30, skipped 0, failed 0"] == [line.split(";")[0] for line in done.stderr.splitlines()]

@@ -169,6 +169,7 @@ def test_the_cli_report_and_failed_list_come_from_the_parent(server: Server, eng
     assert 2 == len(summary["peak_rss"]["workers"]) and all(n > 0 for n in summary["peak_rss"]["workers"])
     assert missing.split("?")[0] in failed.read_text()
     assert "downloaded 20, skipped 1, failed 2" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_killed_process_is_replaced_and_its_urls_finish(server: Server, engine: str, tmp_path: Path) -> None:
