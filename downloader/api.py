@@ -8,9 +8,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-import resource
 from typing import IO, Protocol
 
+from downloader import memory
 from downloader.config import Config, EngineName
 from downloader.dispatch import Dispatcher
 from downloader.engines import get_engine
@@ -127,7 +127,7 @@ class LocalRun:
         return self.progress.failures()
 
     def peak_rss(self) -> dict[str, object]:
-        return {"parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers": []}
+        return {"parent": memory.peak_rss(), "workers": []}
 
 
 def download(

@@ -33,7 +33,6 @@ import itertools
 import json
 import logging
 import os
-import resource
 import socket
 import sqlite3
 import threading
@@ -44,12 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from downloader import naming
+from downloader import memory, naming
 from downloader.config import Config
-from downloader.dispatch import failed_result
+from downloader.dispatch import failed_result, skipped_as_recorded
 from downloader.errors import DownloadError, InvalidJob
 from downloader.jobs import Job, Result, Status
-from downloader.manifest import Manifest, ManifestError, Record
+from downloader.manifest import DONE_STATUSES, Manifest, ManifestError, Record, read_records
 from downloader.progress import Progress, Summary
 from downloader.sharding import placement_hash, placement_key, process_of
 from downloader.sources import Entry
@@ -74,7 +73,6 @@ NO_WORKER_SECONDS = 60.0
 _CONNECT_SECONDS = 10.0
 """Seconds to wait for a scheduler to answer at the address given."""
 _SCHEMES = ("tcp", "tls", "ws", "wss")  # the comms Dask connects to by address
-_RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
 
 
 class ClusterError(Exception):
@@ -255,7 +253,7 @@ class ClusterRun:
         return self.progress.failures()
 
     def peak_rss(self) -> dict[str, object]:
-        return {"parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "workers": list(self._peaks.values())}
+        return {"parent": memory.peak_rss(), "workers": list(self._peaks.values())}
 
     def _take(self, entry: Entry) -> None:
         self.progress.job_seen()
@@ -396,11 +394,9 @@ class ClusterRun:
         if self._manifest is None or self.config.sync:
             return None
         record = self._lookup(job.url)
-        if record is None or record.status not in ("downloaded", "unchanged"):
+        if record is None or record.status not in DONE_STATUSES:
             return None
-        return Result(job.url, Status.SKIPPED, str(self.config.dest / record.path), record.size or 0, 0,
-                      record.sha256, "already downloaded (manifest)", job.origin, record.final_url, record.etag,
-                      record.last_modified, job=job)
+        return skipped_as_recorded(job, record, str(self.config.dest / record.path))
 
     def _settle_names(self, job: Job) -> Job | None:
         """``job`` with the path earlier runs gave it, or its collision name when another URL owns its name."""
@@ -503,16 +499,6 @@ class ClusterRun:
         self._owned = []
 
 
-def read_records(path: Path) -> Iterator[Record]:
-    """The records of a task's manifest, read-only, one row at a time."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        for row in db.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM files"):
-            yield Record(*row)
-    finally:
-        db.close()
-
-
 def _stop_event(run_id: str) -> str:
     return f"downloader-stop-{run_id}"
 
@@ -549,7 +535,7 @@ def run_task(config: Config, jobs: list[Job], tasks_dir: str, name: str, run_id:
                     run(_until(stopped, jobs))
         except KeyboardInterrupt:  # the stop, wherever in this thread it landed
             interrupted = run.summary().interrupted
-    return {"interrupted": interrupted, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    return {"interrupted": interrupted, "peak_rss": memory.peak_rss(),
             "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 

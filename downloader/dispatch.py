@@ -39,7 +39,7 @@ from downloader.manifest import Done, Manifest, ManifestError, Record
 from downloader.progress import Events
 from downloader.sources import Entry
 
-__all__ = ["Admission", "Dispatcher", "Verdict", "failed_result"]
+__all__ = ["Admission", "Dispatcher", "Verdict", "failed_result", "skipped_as_recorded"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -73,6 +73,12 @@ class _Claim:
 
 _SETTLED = Admission(Verdict.SETTLED)
 _PARKED = Admission(Verdict.PARKED)
+
+
+def skipped_as_recorded(job: Job, done: Done | Record, path: str) -> Result:
+    """``job`` skipped because the manifest records its file at ``path`` as complete."""
+    return Result(job.url, Status.SKIPPED, path, done.size or 0, 0, done.sha256, "already downloaded (manifest)",
+                  job.origin, done.final_url, done.etag, done.last_modified, job=job)
 
 
 def failed_result(url: str, error: DownloadError | str, origin: str | None = None, path: Path | None = None,
@@ -247,9 +253,7 @@ class Dispatcher:
             self._remember(claim.job, path, "pending")
 
     def _recorded_result(self, job: Job, done: Done) -> Result:
-        return Result(job.url, Status.SKIPPED, self._under(done.path), done.size or 0, 0, done.sha256,
-                      "already downloaded (manifest)", job.origin, done.final_url, done.etag, done.last_modified,
-                      job=job)
+        return skipped_as_recorded(job, done, self._under(done.path))
 
     def _under(self, relative: str) -> str:
         """``str(dest / relative)``, without a Path (3 us, once per line of a re-run) for a

@@ -49,6 +49,7 @@ __all__ = [
     "ManifestError",
     "Record",
     "default_path",
+    "read_records",
     "status_report",
 ]
 
@@ -590,6 +591,21 @@ def _open_for_reading(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise ManifestError(path, f"cannot be read ({error})") from error
     return db
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """Every record of the manifest file at ``path``, read-only, one row at a time (no writer
+    thread, nothing created): what a run merges from another's records.
+
+    Raises:
+        sqlite3.Error: the file is not a readable manifest.
+    """
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for row in db.execute(_SELECT):
+            yield Record(*row)
+    finally:
+        db.close()
 
 
 def status_report(path: Path, *, limit: int = 50) -> str:

@@ -13,9 +13,15 @@ little to return). Elsewhere than glibc there is no such call, and nothing is do
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable
 
-__all__ = ["RELEASE_EVERY", "note_written", "release"]
+__all__ = ["RELEASE_EVERY", "note_written", "peak_rss", "release"]
+
+def peak_rss() -> int:
+    """This process's peak resident memory so far, in bytes (Linux counts it in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
 
 RELEASE_EVERY = 64 * 1024 * 1024
 """Bytes stored between two releases of freed memory."""

@@ -32,7 +32,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import resource
 import signal
 import threading
 import time
@@ -43,6 +42,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import IO, Any
 
+from downloader import memory
 from downloader.config import Config
 from downloader.dispatch import Dispatcher, failed_result
 from downloader.engines import get_engine
@@ -229,7 +229,7 @@ class ProcessRun:
         """Peak resident memory in bytes: this process, and each engine process that reported it."""
         with self._lock:
             workers = [worker.peak_rss for worker in self._workers]
-        return {"parent": _own_peak_rss(), "workers": workers}
+        return {"parent": memory.peak_rss(), "workers": workers}
 
     @property
     def _events(self) -> Progress:
@@ -484,10 +484,6 @@ def _unpack_result(row: _ResultRow) -> Result:
                   attempts)
 
 
-def _own_peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
 # -- the child -------------------------------------------------------------------------
 
 
@@ -527,7 +523,7 @@ class _Relay:
             self._lock.notify()
         self._thread.join()
         if interrupted is not None:
-            self._send(("done", interrupted, _own_peak_rss()))
+            self._send(("done", interrupted, memory.peak_rss()))
 
     def _loop(self) -> None:
         while True:
