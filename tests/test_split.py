@@ -14,7 +14,7 @@ import requests
 
 from downloader import Config, Job, Status, download
 from downloader.core import ResumeState
-from downloader.storage import Splitter
+from downloader.storage import Segments
 from downloader.testing import Rule, Server, body, body_sha256
 
 SIZE = 6 * 1024 * 1024 + 11
@@ -113,7 +113,7 @@ def test_sigkill_during_a_split_transfer_then_rerun(server: Server, engine: str,
 
     assert 0 == done.returncode, done.stderr
     assert body(name, size) == (tmp_path / name).read_bytes()
-    slack = 4 * (Splitter.SAVE_EVERY + 2 * 1024 * 1024)
+    slack = 4 * (Segments.SAVE_EVERY + 2 * 1024 * 1024)
     assert server.bytes_sent(path) <= size + slack
 
 

@@ -1,4 +1,5 @@
-"""Unit tests for downloader.storage: the part, its resume state, the running hash and the atomic finish."""
+"""Unit tests for downloader.storage: the part, its resume state, the running hash and the atomic finish,
+driven by an Attempt as the engines drive them (without the network)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from pathlib import Path
 import pytest
 from requests.structures import CaseInsensitiveDict
 
+from downloader.attempt import Attempt, Finish, Send, Split, Step, Write
 from downloader.config import Config
-from downloader.core import Action, ResumeState, Validators
+from downloader.core import Request, ResumeState, Validators
 from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, InvalidJob, LocalIOError, PartBusy, StallTimeout
 from downloader.jobs import Job, Status
 from downloader.naming import MAX_NAME_BYTES, output_path
-from downloader.storage import Transfer, existing_result
+from downloader.storage import Part, conclude, existing_result, write_all
 
 URL = "http://example.test/data/f.bin"
-BODY = b"0123456789abcdefghij"  # 20 bytes
+BODY = b"0123456789abcdefghij" * 4000  # 80,000 bytes: more than a small body (stored at once, without state)
 HAVE = 8
 ETAG = '"v1"'
 LM = "Tue, 14 Nov 2023 22:13:20 GMT"
@@ -36,6 +38,52 @@ def partial_answer(start: int = HAVE, total: int = len(BODY), etag: str = ETAG) 
     return headers(Content_Range=f"bytes {start}-{total - 1}/{total}", Content_Length=str(total - start), ETag=etag)
 
 
+class Transfer:
+    """What an engine does with an Attempt and a Part, minus the network: the steps are
+    carried out on the part as the engines carry them out."""
+
+    def __init__(self, job: Job, path: Path, config: Config, *, current: Validators | None = None) -> None:
+        self.attempt = Attempt(job, config, current=current)
+        self.file = Part(path, job, config.dest)
+        self.part, self.state_file = self.file.part, self.file.state_file
+        self.step: Step | None = None
+        self.position = 0
+
+    def prepare(self) -> Request:
+        """Open the part (first time) or carry out a Send step; the request to send."""
+        if self.step is None:
+            self.step = self.attempt.begin(*self.file.open())
+        assert isinstance(self.step, Send)
+        if self.step.discard:
+            self.file.discard()
+        return self.step.request
+
+    def accept(self, status: int, answer: object) -> Step:
+        """The answer's step, with the part made ready for a body as the engines do."""
+        self.step = self.attempt.answer(status, answer)
+        if isinstance(self.step, Write):
+            self.file.ready(self.step, self.attempt.hasher)
+            self.position = self.step.offset
+        elif isinstance(self.step, Send) and self.step.discard:
+            self.file.discard()
+        return self.step
+
+    def feed(self, chunk: bytes) -> None:
+        write_all(self.file.fd, chunk, self.position)
+        self.position += len(chunk)
+        self.attempt.feed(chunk)
+
+    def finish(self):
+        step = self.step if isinstance(self.step, Finish) else self.attempt.ended()
+        return conclude(self.attempt, self.file, step)
+
+    def discard(self) -> None:
+        self.file.discard()
+
+    def close(self) -> None:
+        self.file.close(discard=self.attempt.spoiled)
+
+
 def transfer(tmp_path: Path, job: Job | None = None, **config: object) -> Transfer:
     """A Transfer for ``job`` (default: URL) into tmp_path/f.bin."""
     job = job or Job(URL)
@@ -52,11 +100,9 @@ def leave_part(t: Transfer, data: bytes = BODY[:HAVE], state: ResumeState | None
 
 
 def receive(t: Transfer, *chunks: bytes) -> None:
-    """Do what an engine does with an accepted body: open the part once with open_mode, write and feed each chunk."""
-    with t.part.open(t.open_mode) as file:
-        for chunk in chunks:
-            file.write(chunk)
-            t.feed(chunk)
+    """Do what an engine does with an accepted body: write each chunk where the step says and feed it."""
+    for chunk in chunks:
+        t.feed(chunk)
 
 
 SAVED = ResumeState(URL, ETAG, LM, len(BODY))
@@ -89,10 +135,22 @@ def test_state_file_is_written_on_accept_before_any_body(tmp_path):
     """Right after accepting a 200, the state file exists and describes the answer; no body byte is written yet."""
     t = transfer(tmp_path)
     t.prepare()
-    decision = t.accept(200, full_answer())
-    assert (decision.action, decision.offset) == (Action.WRITE, 0)
+    step = t.accept(200, full_answer())
+    assert isinstance(step, Write) and step.offset == 0
     assert ResumeState.loads(t.state_file.read_text(encoding="utf-8"), URL) == SAVED
     assert b"" == t.part.read_bytes()  # created empty, and locked, by prepare
+
+
+def test_small_body_is_stored_whole_without_a_state_file(tmp_path):
+    """A body of known length up to SMALL_BODY is one Write(whole=True): no state file, one write."""
+    t = transfer(tmp_path)
+    t.prepare()
+    step = t.accept(200, full_answer(BODY[:100]))
+    assert isinstance(step, Write) and step.whole and not t.state_file.exists()
+    t.file.store(step, BODY[:100])
+    t.attempt.feed(BODY[:100])
+    assert t.finish().size == 100 and (tmp_path / "f.bin").read_bytes() == BODY[:100]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
 def test_state_file_is_named_after_the_final_name(tmp_path):
@@ -113,8 +171,8 @@ def test_fresh_download_finishes_under_final_name(tmp_path):
     """A whole body is renamed to the final name; the part and the state are gone."""
     t = transfer(tmp_path)
     t.prepare()
-    t.accept(200, full_answer())
-    assert t.open_mode == "wb"
+    step = t.accept(200, full_answer())
+    assert isinstance(step, Write) and step.offset == 0
     receive(t, BODY[:5], BODY[5:])
     result = t.finish()
     assert (tmp_path / "f.bin").read_bytes() == BODY
@@ -189,8 +247,8 @@ def test_resume_appends_and_finishes_whole_file(tmp_path):
     t = transfer(tmp_path)
     leave_part(t, state=SAVED)
     t.prepare()
-    decision = t.accept(206, partial_answer())
-    assert (decision.action, decision.offset, t.open_mode) == (Action.WRITE, HAVE, "ab")
+    step = t.accept(206, partial_answer())
+    assert isinstance(step, Write) and step.offset == HAVE
     receive(t, BODY[HAVE:])
     result = t.finish()
     assert (tmp_path / "f.bin").read_bytes() == BODY
@@ -253,8 +311,8 @@ def test_complete_part_is_finished_on_416(tmp_path):
     t = transfer(tmp_path, Job(URL, sha256=SHA))
     leave_part(t, data=BODY, state=SAVED)
     t.prepare()
-    decision = t.accept(416, headers(Content_Range=f"bytes */{len(BODY)}"))
-    assert decision.action is Action.COMPLETE
+    step = t.accept(416, headers(Content_Range=f"bytes */{len(BODY)}"))
+    assert step == Finish(rehash=len(BODY))
     result = t.finish()
     assert (result.size, result.received, result.sha256) == (len(BODY), 0, SHA)
     assert (tmp_path / "f.bin").read_bytes() == BODY
@@ -266,8 +324,8 @@ def test_200_to_a_resume_truncates_the_part(tmp_path):
     t = transfer(tmp_path)
     leave_part(t, data=b"OLDOLDOL", state=SAVED)
     t.prepare()
-    decision = t.accept(200, full_answer(etag='"v2"'))
-    assert (decision.action, decision.offset, t.open_mode) == (Action.WRITE, 0, "wb")
+    step = t.accept(200, full_answer(etag='"v2"'))
+    assert isinstance(step, Write) and step.offset == 0
     assert b"" == t.part.read_bytes()
     assert ResumeState.loads(t.state_file.read_text(encoding="utf-8"), URL).etag == '"v2"'
     receive(t, BODY)
@@ -300,7 +358,8 @@ def test_restart_empties_part_and_removes_state(tmp_path, status, answer):
     t = transfer(tmp_path)
     leave_part(t, state=SAVED)
     t.prepare()
-    assert t.accept(status, answer).action is Action.RESTART
+    step = t.accept(status, answer)
+    assert isinstance(step, Send) and step.discard
     assert b"" == t.part.read_bytes() and not t.state_file.exists()
     assert "Range" not in t.prepare().headers
     t.close()

@@ -1,10 +1,11 @@
 """The two engines: they move bytes between sockets and files, and decide nothing.
 
 Both have the same shape (``run`` -> ``_run_one`` -> ``fetch`` -> ``_attempt`` ->
-``_receive``), so ``diff engines/threads.py engines/aio.py`` shows only I/O.
-Every protocol decision is a call into :mod:`downloader.core` (through
-:class:`downloader.storage.Transfer`), :mod:`downloader.retry` or
-:mod:`downloader.dispatch`.
+``_exchange`` -> ``_write`` -> ``_receive``), so ``diff engines/threads.py
+engines/aio.py`` shows only I/O. Each ``_attempt`` is a driver of a
+:class:`downloader.attempt.Attempt` (the protocol, no I/O), carrying out its steps
+on a :class:`downloader.storage.Part` (the file) with its own HTTP library; the
+other decisions are calls into :mod:`downloader.retry` and :mod:`downloader.dispatch`.
 """
 
 from __future__ import annotations

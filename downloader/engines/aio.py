@@ -15,17 +15,17 @@ from pathlib import Path
 
 import aiohttp
 
+from downloader.attempt import Attempt, Finish, Send, Split, Write
 from downloader.config import Config
-from downloader.core import Action, Request, Validators, proxy_for
+from downloader.core import Request, Validators, proxy_for
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
-from downloader.manifest import Done
 from downloader.politeness import AsyncPoliteness, host_key, note_response, settings_for
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
-from downloader.storage import Splitter, Transfer, local_error, write_all
+from downloader.storage import Part, Segments, conclude, local_error, write_all
 
 __all__ = ["run"]
 
@@ -155,82 +155,105 @@ async def fetch(context: _Context, job: Job, path: Path, *, current: Validators 
 
 
 async def _attempt(context: _Context, job: Job, path: Path, current: Validators | None) -> Result:
-    transfer = Transfer(job, path, context.config, current=current)
+    attempt = Attempt(job, context.config, current=current)
+    part = Part(path, job, context.config.dest)
     try:
-        # prepare() and a small body's store() are a handful of metadata calls: on a
+        # Opening the part and storing a small body are a handful of metadata calls: on a
         # local disk they cost less than the two thread hops they would take (measured:
         # 2,000 files of 16 KiB in 1.1-1.3 s instead of 1.5-2.1 s). Large bodies' writes,
         # which take real time, go through threads (see _Writer).
-        request = transfer.prepare()
-        if (splitter := transfer.resumed_split()) is not None:
-            if await _settle(splitter, _start_segments(context, splitter, skip=None)):
-                return await asyncio.to_thread(splitter.finish)
-            request = await asyncio.to_thread(transfer.refuse_split)
-        while True:  # one request per turn: a REDIRECT, a RESTART or a refused split asks again
-            segments = None
-            try:
-                with _mapped_errors(job.url, transfer.part):
-                    async with context.politeness.host(host_key(request.url)) as slot, \
-                            _get(context.session, request, context.config) as response:
-                        note_response(slot, response.status, response.headers)
-                        decision = transfer.judge(response.status, response.headers)
-                        if transfer.fits_one_chunk:
-                            return transfer.store(await _read_whole(response, transfer, context))
-                        if (splitter := await asyncio.to_thread(transfer.split, response.headers)) is not None:
-                            segments = _start_segments(context, splitter, skip=0)
-                            await _stream_segment(response, splitter, 0, context)
-                        else:
-                            await asyncio.to_thread(transfer.begin)
-                            if decision.action is Action.WRITE:
-                                await _receive(response, transfer, context)
-            except BaseException:
-                if splitter is not None and segments is not None:
-                    await _abandon(splitter, segments)
-                raise
-            # The first answer's slot is given back before waiting for the other segments
-            # (above, also when the first segment failed): a transfer never holds a slot
-            # while it waits for another one.
-            if splitter is not None and segments is not None:
-                if await _settle(splitter, segments):
-                    return await asyncio.to_thread(splitter.finish)
-                request = await asyncio.to_thread(transfer.refuse_split)
-                continue
-            if decision.action in (Action.REDIRECT, Action.RESTART):
-                request = await asyncio.to_thread(transfer.next_request)
-                continue
-            return await asyncio.to_thread(transfer.finish)
+        step: Send | Split | Finish = attempt.begin(*part.open())
+        while not isinstance(step, Finish):
+            if isinstance(step, Split):
+                step = await _split(context, attempt, part, step)
+            else:
+                step = await _exchange(context, attempt, part, step)
+        if step.rehash:
+            return await asyncio.to_thread(conclude, attempt, part, step)
+        return conclude(attempt, part, step)
     finally:
-        transfer.close()
+        part.close(discard=attempt.spoiled)
 
 
-async def _read_whole(response: aiohttp.ClientResponse, transfer: Transfer, context: _Context) -> bytes:
+async def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send) -> Send | Split | Finish:
+    """Send one request and do what its answer says; the step after it."""
+    if send.discard:
+        part.discard()
+    request, segments, tasks = send.request, None, []
+    try:
+        with _mapped_errors(attempt.job.url, part.part):
+            async with context.politeness.host(host_key(request.url)) as slot, \
+                    _get(context.session, request, context.config) as response:
+                note_response(slot, response.status, response.headers)
+                step = attempt.answer(response.status, response.headers)
+                if isinstance(step, Write):
+                    await _write(response, attempt, part, step, context)
+                    return attempt.ended()
+                if not isinstance(step, Split):
+                    return step
+                segments = await asyncio.to_thread(_start_split, part, step)
+                tasks = _start_segments(context, attempt, segments, skip=0)
+                await _stream_segment(response, segments, 0, context)
+    except BaseException:
+        if segments is not None:
+            await _abandon(segments, tasks)
+        raise
+    # The first answer's slot is given back before waiting for the other segments
+    # (above, also when the first segment failed): a transfer never holds a slot
+    # while it waits for another one.
+    assert segments is not None
+    return attempt.split_ended(await _settle(segments, tasks), segments.received)
+
+
+async def _split(context: _Context, attempt: Attempt, part: Part, step: Split) -> Send | Finish:
+    """Continue the segments a killed run left (all of them from their own requests)."""
+    segments = Segments(part, step.state)
+    return attempt.split_ended(await _settle(segments, _start_segments(context, attempt, segments, skip=None)),
+                               segments.received)
+
+
+def _start_split(part: Part, step: Split) -> Segments:
+    part.start_split(step.state)
+    return Segments(part, step.state)
+
+
+async def _write(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
+    """Put the body in the part as ``step`` says: a small one at once, else as it streams."""
+    if step.whole:
+        part.store(step, await _read_whole(response, attempt, step, context))
+    else:
+        await asyncio.to_thread(part.ready, step, attempt.hasher)
+        await _receive(response, attempt, part, step, context)
+
+
+async def _read_whole(response: aiohttp.ClientResponse, attempt: Attempt, step: Write, context: _Context) -> bytes:
     """A small body, kept in memory (it fits in one chunk) and fed as its pieces arrive."""
-    assert transfer.decision is not None and transfer.decision.total is not None
-    context.events.bytes_expected(transfer.decision.total)
+    assert step.total is not None
+    context.events.bytes_expected(step.total)
     pieces = []
-    async for piece in response.content.iter_chunked(transfer.decision.total or 1):
-        transfer.feed(piece)
+    async for piece in response.content.iter_chunked(step.total or 1):
+        attempt.feed(piece)
         context.events.bytes_received(len(piece))
         await context.politeness.spend(len(piece))
         pieces.append(piece)
     return b"".join(pieces)
 
 
-async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, context: _Context) -> None:
-    assert transfer.decision is not None and transfer.fd is not None
-    if transfer.decision.total is not None:
-        context.events.bytes_expected(transfer.decision.total - transfer.decision.offset)
+async def _receive(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
+    assert part.fd is not None
+    if step.total is not None:
+        context.events.bytes_expected(step.total - step.offset)
     # Each chunk is written in a thread while the next one is read (measured: half the
     # wall time of awaiting each write, on 512 MiB from nginx), so at most two chunks
     # are held. The thread writes through its own duplicate of the part's descriptor:
     # if this task is cancelled mid-write, the part is closed only after the write ends,
     # never while its descriptor number could be reused by another file.
-    writer = _Writer(transfer.fd, transfer.decision.offset)
+    writer = _Writer(part.fd, step.offset)
     try:
         # auto_decompress=False: the bytes stored are the bytes the server sent.
         async for chunk in response.content.iter_chunked(context.config.chunk_size):
             await writer.write(chunk)
-            transfer.feed(chunk)
+            attempt.feed(chunk)
             context.events.bytes_received(len(chunk))
             await context.politeness.spend(len(chunk))
         await writer.drain()
@@ -238,7 +261,7 @@ async def _receive(response: aiohttp.ClientResponse, transfer: Transfer, context
         # Keep what arrived before the break, so the next attempt resumes after it.
         if rest := _salvage(response):
             await writer.write(rest)
-            transfer.feed(rest)
+            attempt.feed(rest)
             context.events.bytes_received(len(rest))
         await writer.drain()
         raise
@@ -290,55 +313,58 @@ class _Writer:
             pending.add_done_callback(lambda _: os.close(fd))
 
 
-def _start_segments(context: _Context, splitter: Splitter, *, skip: int | None) -> list[asyncio.Task[bool]]:
+def _start_segments(context: _Context, attempt: Attempt, segments: Segments, *,
+                    skip: int | None) -> list[asyncio.Task[bool]]:
     """One task per pending segment but ``skip`` (the first answer's), each waiting for
     its own connection slot, so that none holds a slot while waiting for another."""
-    context.events.bytes_expected(splitter.missing())
-    return [asyncio.create_task(_segment(context, splitter, index)) for index in splitter.pending() if index != skip]
+    context.events.bytes_expected(segments.missing())
+    return [asyncio.create_task(_segment(context, attempt, segments, index))
+            for index in segments.pending() if index != skip]
 
 
-async def _abandon(splitter: Splitter, segments: list[asyncio.Task[bool]]) -> None:
+async def _abandon(segments: Segments, tasks: list[asyncio.Task[bool]]) -> None:
     """The first segment failed: stop the others, keeping what they got (the error on its way up wins)."""
-    for task in segments:
+    for task in tasks:
         task.cancel()
     with contextlib.suppress(BaseException):
-        await _settle(splitter, segments)
+        await _settle(segments, tasks)
 
 
-async def _settle(splitter: Splitter, segments: list[asyncio.Task[bool]]) -> bool:
+async def _settle(segments: Segments, tasks: list[asyncio.Task[bool]]) -> bool:
     """Wait for the segments, save the table (what each got stays counted), and raise the
     first failure. False when the server will not serve the ranges."""
     try:
-        outcomes = await asyncio.gather(*segments, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        await asyncio.shield(asyncio.to_thread(splitter.save))
+        await asyncio.shield(asyncio.to_thread(segments.save))
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
     return all(outcomes)
 
 
-async def _segment(context: _Context, splitter: Splitter, index: int) -> bool:
-    request = splitter.request(index)
-    with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
+async def _segment(context: _Context, attempt: Attempt, segments: Segments, index: int) -> bool:
+    start, end = segments.span(index)
+    request = attempt.segment_request(start, end)
+    with _mapped_errors(attempt.job.url, segments.part.part):
         async with context.politeness.host(host_key(request.url)) as slot, \
                 _get(context.session, request, context.config) as response:
             note_response(slot, response.status, response.headers)
-            if not splitter.fits(index, request, response.status, response.headers):
+            if not attempt.segment_fits(request, response.status, response.headers, end):
                 return False
-            await _stream_segment(response, splitter, index, context)
+            await _stream_segment(response, segments, index, context)
     return True
 
 
-async def _stream_segment(response: aiohttp.ClientResponse, splitter: Splitter, index: int, context: _Context) -> None:
+async def _stream_segment(response: aiohttp.ClientResponse, segments: Segments, index: int, context: _Context) -> None:
     async for chunk in response.content.iter_chunked(context.config.chunk_size):
-        taken = await asyncio.to_thread(splitter.write, index, chunk)
+        taken = await asyncio.to_thread(segments.write, index, chunk)
         context.events.bytes_received(taken)
         await context.politeness.spend(taken)
-        if not splitter.remaining(index):
+        if not segments.remaining(index):
             return  # segment 0 stops reading the whole-file answer at its end
-    if splitter.remaining(index):
-        raise BodyIncomplete(splitter.transfer.job.url, f"segment {index} ended {splitter.remaining(index)} bytes short")
+    if segments.remaining(index):
+        raise BodyIncomplete(segments.part.job.url, f"segment {index} ended {segments.remaining(index)} bytes short")
 
 
 def _salvage(response: aiohttp.ClientResponse) -> bytes:

@@ -18,8 +18,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests_futures.sessions import FuturesSession
 
+from downloader.attempt import Attempt, Finish, Send, Split, Write
 from downloader.config import Config
-from downloader.core import Action, Request, Validators, proxy_for
+from downloader.core import Request, Validators, proxy_for
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
 from downloader.jobs import Job, Result
@@ -27,7 +28,7 @@ from downloader.politeness import ThreadPoliteness, host_key, note_response, set
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
-from downloader.storage import Splitter, Transfer, local_error
+from downloader.storage import Part, Segments, conclude, local_error
 
 __all__ = ["run"]
 
@@ -151,76 +152,97 @@ def fetch(context: _Context, job: Job, path: Path, *, current: Validators | None
 
 
 def _attempt(context: _Context, job: Job, path: Path, current: Validators | None) -> Result:
-    transfer = Transfer(job, path, context.config, current=current)
+    attempt = Attempt(job, context.config, current=current)
+    part = Part(path, job, context.config.dest)
     try:
-        request = transfer.prepare()
-        if (splitter := transfer.resumed_split()) is not None:
-            if _settle(splitter, _start_segments(context, splitter, skip=None)):
-                return splitter.finish()
-            request = transfer.refuse_split()
-        while True:  # one request per turn: a REDIRECT, a RESTART or a refused split asks again
-            segments = None
-            try:
-                with _mapped_errors(job.url, transfer.part):
-                    with context.politeness.host(host_key(request.url)) as slot, context.active, \
-                            _get(context.session, request, context.config) as response:
-                        note_response(slot, response.status_code, response.headers)
-                        decision = transfer.judge(response.status_code, response.headers)
-                        if transfer.fits_one_chunk:
-                            return transfer.store(_read_whole(response, transfer, context))
-                        if (splitter := transfer.split(response.headers)) is not None:
-                            segments = _start_segments(context, splitter, skip=0)
-                            _stream_segment(response, splitter, 0, context, segments.halt)
-                        else:
-                            transfer.begin()
-                            if decision.action is Action.WRITE:
-                                _receive(response, transfer, context)
-            except BaseException:
-                if splitter is not None and segments is not None:
-                    _abandon(splitter, segments)
-                raise
-            # The first answer's slot is given back before waiting for the other segments
-            # (above, also when the first segment failed): a transfer never holds a slot
-            # while it waits for another one.
-            if splitter is not None and segments is not None:
-                if _settle(splitter, segments):
-                    return splitter.finish()
-                request = transfer.refuse_split()
-                continue
-            if decision.action in (Action.REDIRECT, Action.RESTART):
-                request = transfer.next_request()
-                continue
-            return transfer.finish()
+        step: Send | Split | Finish = attempt.begin(*part.open())
+        while not isinstance(step, Finish):
+            if isinstance(step, Split):
+                step = _split(context, attempt, part, step)
+            else:
+                step = _exchange(context, attempt, part, step)
+        return conclude(attempt, part, step)
     finally:
-        transfer.close()
+        part.close(discard=attempt.spoiled)
 
 
-def _read_whole(response: requests.Response, transfer: Transfer, context: _Context) -> bytes:
+def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send) -> Send | Split | Finish:
+    """Send one request and do what its answer says; the step after it."""
+    if send.discard:
+        part.discard()
+    request, segments, tasks = send.request, None, None
+    try:
+        with _mapped_errors(attempt.job.url, part.part):
+            with context.politeness.host(host_key(request.url)) as slot, context.active, \
+                    _get(context.session, request, context.config) as response:
+                note_response(slot, response.status_code, response.headers)
+                step = attempt.answer(response.status_code, response.headers)
+                if isinstance(step, Write):
+                    _write(response, attempt, part, step, context)
+                    return attempt.ended()
+                if not isinstance(step, Split):
+                    return step
+                segments = _start_split(part, step)
+                tasks = _start_segments(context, attempt, segments, skip=0)
+                _stream_segment(response, segments, 0, context, tasks.halt)
+    except BaseException:
+        if segments is not None and tasks is not None:
+            _abandon(segments, tasks)
+        raise
+    # The first answer's slot is given back before waiting for the other segments
+    # (above, also when the first segment failed): a transfer never holds a slot
+    # while it waits for another one.
+    assert segments is not None and tasks is not None
+    return attempt.split_ended(_settle(segments, tasks), segments.received)
+
+
+def _split(context: _Context, attempt: Attempt, part: Part, step: Split) -> Send | Finish:
+    """Continue the segments a killed run left (all of them from their own requests)."""
+    segments = Segments(part, step.state)
+    return attempt.split_ended(_settle(segments, _start_segments(context, attempt, segments, skip=None)),
+                               segments.received)
+
+
+def _start_split(part: Part, step: Split) -> Segments:
+    part.start_split(step.state)
+    return Segments(part, step.state)
+
+
+def _write(response: requests.Response, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
+    """Put the body in the part as ``step`` says: a small one at once, else as it streams."""
+    if step.whole:
+        part.store(step, _read_whole(response, attempt, step, context))
+    else:
+        part.ready(step, attempt.hasher)
+        _receive(response, attempt, part, step, context)
+
+
+def _read_whole(response: requests.Response, attempt: Attempt, step: Write, context: _Context) -> bytes:
     """A small body, kept in memory (it fits in one chunk) and fed as its pieces arrive."""
-    assert transfer.decision is not None and transfer.decision.total is not None
-    total = transfer.decision.total
+    assert step.total is not None
+    total = step.total
     context.events.bytes_expected(total)
     pieces = []
     for piece in iter(lambda: response.raw.read1(total, decode_content=False), b""):
-        transfer.feed(piece)
+        attempt.feed(piece)
         context.events.bytes_received(len(piece))
         context.politeness.spend(len(piece))
         pieces.append(piece)
     return b"".join(pieces)
 
 
-def _receive(response: requests.Response, transfer: Transfer, context: _Context) -> None:
-    assert transfer.decision is not None and transfer.fd is not None
-    if transfer.decision.total is not None:
-        context.events.bytes_expected(transfer.decision.total - transfer.decision.offset)
-    # The part's own descriptor, locked and positioned by transfer.begin().
-    with open(transfer.fd, "wb", closefd=False) as file:
+def _receive(response: requests.Response, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
+    assert part.fd is not None
+    if step.total is not None:
+        context.events.bytes_expected(step.total - step.offset)
+    # The part's own descriptor, locked and positioned by part.ready().
+    with open(part.fd, "wb", closefd=False) as file:
         # The raw stream, undecoded: the bytes stored are the bytes the server sent.
         # read1 returns what has arrived (read() would hold up to a chunk in urllib3's
         # buffer, and lose it to a stall instead of leaving it in the part).
         for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
             file.write(chunk)
-            transfer.feed(chunk)
+            attempt.feed(chunk)
             context.events.bytes_received(len(chunk))
             context.politeness.spend(len(chunk))
             if context.stop.is_set():
@@ -228,7 +250,7 @@ def _receive(response: requests.Response, transfer: Transfer, context: _Context)
 
 
 @dataclass(slots=True)
-class _Segments:
+class _Tasks:
     """The segments of one split file in flight, a thread each; ``halt`` stops them early."""
 
     pool: ThreadPoolExecutor
@@ -236,63 +258,65 @@ class _Segments:
     halt: threading.Event
 
 
-def _start_segments(context: _Context, splitter: Splitter, *, skip: int | None) -> _Segments:
+def _start_segments(context: _Context, attempt: Attempt, segments: Segments, *, skip: int | None) -> _Tasks:
     """One thread per pending segment but ``skip`` (the first answer's), each waiting for
     its own connection slot, so that none holds a slot while waiting for another."""
-    context.events.bytes_expected(splitter.missing())
-    indices = [index for index in splitter.pending() if index != skip]
+    context.events.bytes_expected(segments.missing())
+    indices = [index for index in segments.pending() if index != skip]
     halt = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, len(indices)), thread_name_prefix="segment")
-    return _Segments(pool, [pool.submit(_segment, context, splitter, index, halt) for index in indices], halt)
+    futures = [pool.submit(_segment, context, attempt, segments, index, halt) for index in indices]
+    return _Tasks(pool, futures, halt)
 
 
-def _abandon(splitter: Splitter, segments: _Segments) -> None:
+def _abandon(segments: Segments, tasks: _Tasks) -> None:
     """The first segment failed: stop the others, keeping what they got (the error on its way up wins)."""
-    segments.halt.set()
+    tasks.halt.set()
     with contextlib.suppress(BaseException):
-        _settle(splitter, segments)
+        _settle(segments, tasks)
 
 
-def _settle(splitter: Splitter, segments: _Segments) -> bool:
+def _settle(segments: Segments, tasks: _Tasks) -> bool:
     """Wait for the segments, save the table (what each got stays counted), and raise the
     first failure. False when the server will not serve the ranges."""
     try:
-        with segments.pool:
-            outcomes = [future.exception() or future.result() for future in segments.futures]
+        with tasks.pool:
+            outcomes = [future.exception() or future.result() for future in tasks.futures]
     finally:
-        splitter.save()
+        segments.save()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
     return all(outcomes)
 
 
-def _segment(context: _Context, splitter: Splitter, index: int, halt: threading.Event) -> bool:
-    request = splitter.request(index)
-    with _mapped_errors(splitter.transfer.job.url, splitter.transfer.part):
+def _segment(context: _Context, attempt: Attempt, segments: Segments, index: int, halt: threading.Event) -> bool:
+    start, end = segments.span(index)
+    request = attempt.segment_request(start, end)
+    with _mapped_errors(attempt.job.url, segments.part.part):
         with context.politeness.host(host_key(request.url)) as slot:
             if halt.is_set():  # the first segment failed while this one waited for its slot
                 raise Interrupted
             with _get(context.session, request, context.config) as response:
                 note_response(slot, response.status_code, response.headers)
-                if not splitter.fits(index, request, response.status_code, response.headers):
+                if not attempt.segment_fits(request, response.status_code, response.headers, end):
                     return False
-                _stream_segment(response, splitter, index, context, halt)
+                _stream_segment(response, segments, index, context, halt)
     return True
 
 
-def _stream_segment(response: requests.Response, splitter: Splitter, index: int, context: _Context,
+def _stream_segment(response: requests.Response, segments: Segments, index: int, context: _Context,
                     halt: threading.Event) -> None:
     for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
-        taken = splitter.write(index, chunk)
+        taken = segments.write(index, chunk)
         context.events.bytes_received(taken)
         context.politeness.spend(taken)
         if context.stop.is_set() or halt.is_set():
             raise Interrupted
-        if not splitter.remaining(index):
+        if not segments.remaining(index):
             return  # segment 0 stops reading the whole-file answer at its end
-    if splitter.remaining(index):
-        raise BodyIncomplete(splitter.transfer.job.url, f"segment {index} ended {splitter.remaining(index)} bytes short")
+    if segments.remaining(index):
+        raise BodyIncomplete(segments.part.job.url, f"segment {index} ended {segments.remaining(index)} bytes short")
 
 
 def _get(session: FuturesSession, request: Request, config: Config) -> requests.Response:
