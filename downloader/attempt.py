@@ -129,6 +129,8 @@ class Attempt:
     def begin(self, have: int, state: ResumeState | None) -> Send | Split:
         """The first step, given the bytes in the part and the state saved beside it."""
         usable = state if have and self.config.resume and not self._split_refused else None
+        if usable is not None and usable.url != self.job.url:
+            usable = None  # a state for another URL says nothing of this part
         if have and usable is None:
             log.info("%s: restarting the part (no usable resume state)", self.job.url)
         self.state = usable
@@ -157,7 +159,9 @@ class Attempt:
             return self._restart()
         if decision.action is Action.UNCHANGED:
             return Finish(unchanged=True)
-        self._validators = Validators(headers.get("ETag"), headers.get("Last-Modified"))
+        # A 206 or 416 need not repeat the validators (RFC 9110 §15.3.7): the saved ones hold.
+        saved = self.state if decision.offset and self.state is not None else ResumeState(self.job.url)
+        self._validators = Validators(headers.get("ETag") or saved.etag, headers.get("Last-Modified") or saved.last_modified)
         if self.config.content_disposition and self.job.out is None:
             self.disposition = naming.name_from_disposition(headers.get("Content-Disposition"))
         self.offset, self.total = decision.offset, decision.total
@@ -232,7 +236,7 @@ class Attempt:
         assert self.state is not None
         # The URL the first answer came from, after its redirects (the job's URL on a resume).
         url = self.request.url if self.request else self.job.url
-        return core.segment_request(url, start, end, self.state, self._options)
+        return core.segment_request(url, start, end, self.state, self._options, origin=self.job.url)
 
     def segment_fits(self, request: Request, status: int, headers: Mapping[str, str], end: int) -> bool:
         """Whether the answer to a segment request is that range of the same file."""

@@ -136,13 +136,15 @@ def plan_segments(total: int, parts: int, min_size: int) -> tuple[tuple[int, int
     return tuple((start, min(total, start + size), 0) for start in range(0, total, size))
 
 
-def segment_request(url: str, start: int, end: int, state: ResumeState, options: RequestOptions) -> Request:
-    """A ranged GET for bytes [start, end) of the file ``state`` describes (If-Range guarded)."""
-    headers = request_headers(url, origin=url, options=options)
+def segment_request(url: str, start: int, end: int, state: ResumeState, options: RequestOptions, *,
+                    origin: str) -> Request:
+    """A ranged GET for bytes [start, end) of the file ``state`` describes (If-Range guarded),
+    at ``url`` (where the job's URL ``origin`` led): credentials only as for a redirect hop."""
+    headers = request_headers(url, origin=origin, options=options)
     headers["Range"] = f"bytes={start}-{end - 1}"
     if state.validator:
         headers["If-Range"] = state.validator
-    return Request(url, headers, start, url)
+    return Request(url, headers, start, origin)
 
 
 def segment_fits(request: Request, status: int, headers: Mapping[str, str], *, end: int, state: ResumeState) -> bool:
@@ -249,6 +251,9 @@ def _host_key(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
+_CARRIED = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
+"""Request headers that describe what is asked of the resource, not of the host: kept on a redirect."""
+
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 """Statuses that send the client elsewhere with Location (RFC 9110 §15.4)."""
 
@@ -257,8 +262,8 @@ def follow_redirect(request: Request, headers: Mapping[str, str], *, max_redirec
                     options: RequestOptions) -> Request:
     """The request that follows a redirect answer to ``request``.
 
-    The method stays GET and the range and its If-Range go along (it is the same
-    resource asked for elsewhere); credentials are rebuilt for the new host.
+    The method stays GET and the range, If-Range and the --sync conditions go along
+    (it is the same resource asked for elsewhere); credentials are rebuilt for the new host.
 
     Raises:
         Refused: no Location, another scheme than http(s), a loop, or too many hops.
@@ -275,7 +280,7 @@ def follow_redirect(request: Request, headers: Mapping[str, str], *, max_redirec
     if len(request.hops) >= max_redirects:
         raise Refused(request.origin, f"more than {max_redirects} redirects (last to {target})")
     fresh = request_headers(target, origin=request.origin, options=options)
-    fresh.update({name: value for name, value in request.headers.items() if name in ("Range", "If-Range")})
+    fresh.update({name: value for name, value in request.headers.items() if name in _CARRIED})
     return Request(target, fresh, request.offset, request.origin, request.hops + (request.url,))
 
 
@@ -336,7 +341,7 @@ def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job
     if status == 200:
         decision = _judge_full(request, headers, job)
     elif status == 206:
-        decision = _judge_partial(request, headers, state)
+        decision = _judge_partial(request, headers, state, job.url)
     elif status == 416:
         decision = _judge_unsatisfiable(request, headers, state)
     elif status == 304 and ("If-None-Match" in request.headers or "If-Modified-Since" in request.headers):
@@ -359,7 +364,7 @@ def _judge_full(request: Request, headers: Mapping[str, str], job: Job) -> Decis
     return Decision(Action.WRITE, 0, total, ResumeState.from_headers(job.url, headers, total), reason)
 
 
-def _judge_partial(request: Request, headers: Mapping[str, str], state: ResumeState | None) -> Decision:
+def _judge_partial(request: Request, headers: Mapping[str, str], state: ResumeState | None, url: str) -> Decision:
     # RFC 9110 §15.3.7: a 206 must carry Content-Range; without one the body's place is unknown.
     span = parse_content_range(headers.get("Content-Range"))
     if span is None:
@@ -369,7 +374,7 @@ def _judge_partial(request: Request, headers: Mapping[str, str], state: ResumeSt
         return Decision(Action.RESTART, reason=f"asked for bytes {request.offset}- and got {start}-{end}")
     if state is None:  # a 206 to a request without Range: accept it only if it is the whole file
         if start == 0 and total is not None:
-            return Decision(Action.WRITE, 0, total, ResumeState.from_headers(request.url, headers, total))
+            return Decision(Action.WRITE, 0, total, ResumeState.from_headers(url, headers, total))
         return Decision(Action.RESTART, reason="unrequested partial answer")
     if state.size is not None and total != state.size:
         return Decision(Action.RESTART, reason=f"file size changed from {state.size} to {total}")
@@ -377,6 +382,10 @@ def _judge_partial(request: Request, headers: Mapping[str, str], state: ResumeSt
     if state.strong_etag and etag and etag != state.strong_etag:
         # The server ignored If-Range and sent a range of another version.
         return Decision(Action.RESTART, reason="ETag changed; the server ignored If-Range")
+    modified = headers.get("Last-Modified")
+    if not state.strong_etag and state.last_modified and modified and modified != state.last_modified:
+        # The same with a date as the validator: another Last-Modified is another version.
+        return Decision(Action.RESTART, reason="Last-Modified changed; the server ignored If-Range")
     if not state.validator and (state.size is None or total != state.size):
         return Decision(Action.RESTART, reason="no validator saved and the size does not prove the same file")
     return Decision(Action.WRITE, start, total)

@@ -245,8 +245,6 @@ def test_unusable_part_means_plain_get(have, state, config):
                                step.request.headers.get("If-Range"))
 
 
-@pytest.mark.xfail(strict=True, reason="Attempt.begin does not check state.url against the job's URL "
-                                       "(only ResumeState.loads, in Part.open, does)")
 def test_state_for_another_url_means_plain_get():
     """A state that describes another URL is not used to resume the part."""
     step = attempt().begin(HAVE, ResumeState("http://example.test/other.bin", ETAG, LM, TOTAL))
@@ -367,8 +365,6 @@ def test_state_after_a_redirect_is_for_the_job_url():
     assert ResumeState(URL, ETAG, LM, TOTAL) == a.answer(200, full()).state
 
 
-@pytest.mark.xfail(strict=True, reason="core._judge_partial saves an unrequested whole 206 under request.url "
-                                       "(the last hop), so ResumeState.loads(text, job.url) rejects it next run")
 def test_state_of_a_whole_206_after_a_redirect_is_for_the_job_url():
     """A whole-file 206 after a redirect saves the same state as a 200: for the job's URL."""
     a = attempt()
@@ -488,8 +484,6 @@ def test_segment_request_asks_for_its_range_at_the_last_hop():
         request.headers["Accept-Encoding"])
 
 
-@pytest.mark.xfail(strict=True, reason="core.segment_request builds headers with origin=url, so --user (and -H "
-                                       "Authorization/Cookie) go to the host a redirect led to")
 def test_segment_request_after_a_redirect_sends_no_user_credentials_to_another_host():
     """--user is for the job's host: a segment sent to the host a redirect led to does not carry it."""
     a = attempt(user=("me", "pw"), **SPLIT)
@@ -619,8 +613,6 @@ def test_sync_200_replaces_the_file():
     assert Write(0, TOTAL, ResumeState(URL, '"v2"', LM, TOTAL)) == a.answer(200, full(ETag='"v2"'))
 
 
-@pytest.mark.xfail(strict=True, reason="core.follow_redirect keeps only Range/If-Range: under --sync a redirected "
-                                       "URL is asked unconditionally and downloaded again every run")
 def test_sync_conditions_are_kept_across_a_redirect():
     """The conditional headers of --sync go along a redirect, like Range and If-Range."""
     a = attempt(current=Validators(ETAG, LM))
@@ -684,9 +676,6 @@ def test_416_that_does_not_prove_the_part_restarts(state, answer):
     assert isinstance(step, Send) and step.discard and "Range" not in step.request.headers
 
 
-@pytest.mark.xfail(strict=True, reason="Attempt.answer takes the result's validators from the answer headers only; "
-                                       "a 416 (or a 206 to If-Range, RFC 9110 §15.3.7) need not repeat them, and "
-                                       "the saved state's are dropped (result, mtime, manifest, later --sync)")
 @pytest.mark.parametrize(
     ("have", "status", "answer"),
     [
@@ -869,3 +858,14 @@ def test_content_disposition_names_the_file_only_when_asked(job, config, expecte
     a.answer(200, {**full(10), **DISPOSITION})
 
     assert expected == a.disposition
+
+
+def test_206_with_another_last_modified_restarts_when_the_date_is_the_validator():
+    """A server that ignores If-Range and sends a range of a newer version (another
+    Last-Modified) is caught when the saved validator is a date: the part restarts."""
+    a = attempt()
+    a.begin(HAVE, ResumeState(URL, None, LM, TOTAL))
+    answer = {**partial(etag=""), "Last-Modified": "Wed, 15 Nov 2023 10:00:00 GMT"}
+    del answer["ETag"]
+    step = a.answer(206, answer)
+    assert isinstance(step, Send) and step.discard and "Range" not in step.request.headers
