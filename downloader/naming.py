@@ -222,7 +222,7 @@ def check_inside(dest: Path, path: Path, *, job: Job | None = None, names: bool 
             raise link_refusal(path, final, job)
 
 
-def link_refusal(path: Path, link: Path, job: Job | None = None) -> InvalidJob:
+def link_refusal(path: Path, link: Path | str, job: Job | None = None) -> InvalidJob:
     """The error for a symlink found at ``link``, one of the names of ``path`` (the file,
     its part or its state): opening or replacing would follow it, wherever it points (R6)."""
     return _refusal(job, path, f"{link} is a symlink; not writing through it")

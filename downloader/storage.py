@@ -112,8 +112,9 @@ class Part:
         self.path = path
         self.job = job
         self.dest = dest
-        self.part = path.with_name(path.name + PART_SUFFIX)
-        self.state_file = path.with_name(path.name + STATE_SUFFIX)
+        # Names as strings: Path.with_name cost more than the part's own system calls.
+        self.part = os.fspath(path) + PART_SUFFIX
+        self.state_file = self.part + STATE_SUFFIX[len(PART_SUFFIX):]
         self.fd: int | None = None
         """The part, open for writing and locked, from open() to close()."""
         self._have = 0
@@ -140,7 +141,7 @@ class Part:
     def discard(self) -> None:
         """Empty the part (kept, and locked, until :meth:`close`) and remove its state."""
         try:
-            self.state_file.unlink(missing_ok=True)
+            _unlink(self.state_file)
             self._state_on_disk = False
             self._have = max(self._have, 1)  # make _truncate act
             self._truncate()
@@ -201,7 +202,7 @@ class Part:
             self._finished = True
             # A part this transfer created has no state but the one it saved: no unlink to try.
             if self._state_on_disk or not self._fresh:
-                self.state_file.unlink(missing_ok=True)  # also one left by a run that resumed nothing
+                _unlink(self.state_file)  # also one left by a run that resumed nothing
         except OSError as exc:
             raise local_error(self.job.url, exc, self.path) from exc
         if mtime is not None:
@@ -236,7 +237,7 @@ class Part:
 
     def save_state(self, state: ResumeState) -> None:
         """Write ``state`` beside the part (a new file, then rename)."""
-        temporary = self.state_file.with_name(self.state_file.name + f".{os.getpid() % 10**8}.tmp")
+        temporary = self.state_file + f".{os.getpid() % 10**8}.tmp"
         try:
             # O_NOFOLLOW: a symlink planted under the temporary name is refused, not written through.
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -245,7 +246,7 @@ class Part:
                 file.write(state.dumps())
             os.replace(temporary, self.state_file)
         except OSError:
-            temporary.unlink(missing_ok=True)
+            _unlink(temporary)
             raise
         self._state_on_disk = True
 
@@ -269,8 +270,8 @@ class Part:
         assert self.fd is not None
         held = os.fstat(self.fd)
         still_ours = os.path.exists(self.part) and os.path.samestat(held, os.stat(self.part))
-        if still_ours and held.st_size == 0 and not self.state_file.exists():
-            self.part.unlink()
+        if still_ours and held.st_size == 0 and not os.path.exists(self.state_file):
+            os.unlink(self.part)
 
     def _open_part(self) -> None:
         """Open (creating it and its directory when missing) and lock the part; learn its size."""
@@ -299,7 +300,7 @@ class Part:
             try:
                 fd = os.open(self.part, flags | os.O_EXCL, 0o644)
             except FileNotFoundError:
-                os.makedirs(self.part.parent, exist_ok=True)
+                os.makedirs(os.path.dirname(self.part) or ".", exist_ok=True)
                 fd = os.open(self.part, flags | os.O_EXCL, 0o644)
             self._fresh = True
             return fd
@@ -403,6 +404,13 @@ class Segments:
                 self.part.save_state(dataclasses.replace(self.state, segments=segments))
         except OSError as exc:
             raise local_error(self.part.job.url, exc, self.part.state_file) from exc
+
+
+def _unlink(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
 
 
 def _hash_part(fd: int, hasher: hashlib._Hash, length: int) -> int:

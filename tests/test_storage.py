@@ -45,7 +45,7 @@ class Transfer:
     def __init__(self, job: Job, path: Path, config: Config, *, current: Validators | None = None) -> None:
         self.attempt = Attempt(job, config, current=current)
         self.file = Part(path, job, config.dest)
-        self.part, self.state_file = self.file.part, self.file.state_file
+        self.part, self.state_file = Path(self.file.part), Path(self.file.state_file)
         self.step: Step | None = None
         self.position = 0
 

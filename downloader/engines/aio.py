@@ -389,7 +389,7 @@ def _get(session: aiohttp.ClientSession, request: Request, config: Config) -> ai
 
 
 @contextlib.contextmanager
-def _mapped_errors(url: str, part: Path) -> Iterator[None]:
+def _mapped_errors(url: str, part: str) -> Iterator[None]:
     """Translate aiohttp, asyncio and OS errors into the package's own (the one border)."""
     try:
         yield

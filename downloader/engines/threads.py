@@ -330,7 +330,7 @@ def _get(session: FuturesSession, request: Request, config: Config) -> requests.
 
 
 @contextlib.contextmanager
-def _mapped_errors(url: str, part: Path) -> Iterator[None]:
+def _mapped_errors(url: str, part: str) -> Iterator[None]:
     """Translate requests, urllib3 and OS errors into the package's own (the one border)."""
     try:
         yield
