@@ -384,7 +384,7 @@ def _salvage(response: aiohttp.ClientResponse) -> bytes:
 
 def _get(session: aiohttp.ClientSession, request: Request, config: Config) -> aiohttp.client._RequestContextManager:
     # Redirects are followed by core.follow_redirect, the same for both engines.
-    proxy = proxy_for(request.url, dict(config.proxies), config.no_proxy)
+    proxy = proxy_for(request.url, dict(config.proxies), config.no_proxy) if config.proxies else None
     return session.get(request.url, headers=request.headers, allow_redirects=False, proxy=proxy)
 
 
