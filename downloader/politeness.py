@@ -36,7 +36,6 @@ import math
 import re
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from fractions import Fraction
 from typing import Literal, TypedDict, get_args
 
 from downloader.config import Config
+from downloader.hosts import host_key  # the key slots are counted by; re-exported for the engines
 
 __all__ = [
     "MIN_BURST",
@@ -82,7 +82,6 @@ STOP_POLL = 0.05
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _RATE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)([kmg]?)", re.ASCII | re.IGNORECASE)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _SWEEP_MIN = 1024  # HostPolicy looks for forgettable hosts only above this many
 
 
@@ -110,20 +109,6 @@ def parse_rate(text: str) -> int:
         raise ValueError(f"invalid rate {text!r}: must be at least 1 byte per second "
                          f"(leave the option out for no limit)")
     return rate
-
-
-def host_key(url: str) -> str:
-    """The key connections are counted by: the URL's ``host:port``, lower-cased, default port filled in.
-
-    ``http://Example.org/a`` and ``http://example.org:80/b`` share their slots;
-    ``https://example.org`` (port 443) is another key. Raises ValueError on a bad port.
-    """
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""  # urlsplit lower-cases it and strips IPv6 brackets
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}" if port else host
 
 
 def outcome_for_status(status: int) -> Outcome:

@@ -18,7 +18,6 @@ from downloader.politeness import (
     Stopped,
     ThreadPoliteness,
     TokenBucket,
-    host_key,
     outcome_for_status,
     parse_rate,
 )
@@ -27,7 +26,7 @@ KiB = 1024
 MiB = 1024 * 1024
 
 
-# --- parse_rate, host_key, outcome_for_status ---------------------------------------------
+# --- parse_rate, outcome_for_status ---------------------------------------------
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -66,20 +65,6 @@ def test_parse_rate_rejects(text: str, message: str) -> None:
     """Junk, a negative rate and a rate under 1 byte/s are refused with a message that says why."""
     with pytest.raises(ValueError, match=message):
         parse_rate(text)
-
-
-@pytest.mark.parametrize(("url", "expected"), [
-    ("http://Example.COM/a", "example.com:80"),
-    ("http://example.com:80/b", "example.com:80"),
-    ("HTTPS://example.com/", "example.com:443"),
-    ("https://example.com:8443/x?y", "example.com:8443"),
-    ("http://user:pw@Host.test:8080/", "host.test:8080"),
-    ("http://[::1]:8080/", "[::1]:8080"),
-    ("http://[::1]/", "[::1]:80"),
-], ids=str)
-def test_host_key(url: str, expected: str) -> None:
-    """Slots are counted by host:port, lower-cased, with the scheme's default port filled in."""
-    assert expected == host_key(url)
 
 
 @pytest.mark.parametrize(("status", "expected"), [
