@@ -19,52 +19,13 @@ from downloader.politeness import (
     ThreadPoliteness,
     TokenBucket,
     outcome_for_status,
-    parse_rate,
 )
 
 KiB = 1024
 MiB = 1024 * 1024
 
 
-# --- parse_rate, outcome_for_status ---------------------------------------------
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("100", 100),
-    ("500k", 512_000),
-    ("500K", 512_000),
-    ("20M", 20_971_520),
-    ("1.5m", 1_572_864),
-    ("2g", 2 * 1024**3),
-    ("0.5k", 512),
-    (".5k", 512),
-    ("  64k ", 65_536),
-    ("+1k", 1024),
-], ids=lambda value: repr(value) if isinstance(value, str) else None)
-def test_parse_rate(text: str, expected: int) -> None:
-    """A number with an optional binary suffix (any case) is that many bytes per second."""
-    assert expected == parse_rate(text)
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "expected bytes per second"),
-    ("fast", "expected bytes per second"),
-    ("k", "expected bytes per second"),
-    ("5x", "expected bytes per second"),
-    ("5kb", "expected bytes per second"),
-    ("1e3", "expected bytes per second"),
-    ("1.2.3", "expected bytes per second"),
-    ("nan", "expected bytes per second"),
-    ("inf", "expected bytes per second"),
-    ("-5k", "cannot be negative"),
-    ("0", "at least 1 byte per second"),
-    ("0k", "at least 1 byte per second"),
-    ("0.1", "at least 1 byte per second"),
-], ids=repr)
-def test_parse_rate_rejects(text: str, message: str) -> None:
-    """Junk, a negative rate and a rate under 1 byte/s are refused with a message that says why."""
-    with pytest.raises(ValueError, match=message):
-        parse_rate(text)
+# --- outcome_for_status ---------------------------------------------
 
 
 @pytest.mark.parametrize(("status", "expected"), [
