@@ -20,7 +20,7 @@ from downloader.errors import (
     StallTimeout,
     TransferError,
 )
-from downloader.jobs import Job, Result, Status
+from downloader.jobs import DONE_STATUSES, Job, Result, Status
 from downloader.progress import Summary
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Config",
     "ConnectError",
     "DEFAULT_CHUNK_SIZE",
+    "DONE_STATUSES",
     "DownloadError",
     "EngineName",
     "HTTPStatusError",

@@ -47,8 +47,8 @@ from downloader import memory, naming
 from downloader.config import Config
 from downloader.dispatch import failed_result, skipped_as_recorded
 from downloader.errors import DownloadError, InvalidJob
-from downloader.jobs import Job, Result, Status
-from downloader.manifest import DONE_STATUSES, Manifest, ManifestError, Record, read_records
+from downloader.jobs import DONE_STATUSES, Job, Result, Status
+from downloader.manifest import Manifest, ManifestError, Record, read_records
 from downloader.progress import Progress, Summary
 from downloader.sharding import placement_hash, placement_key, process_of
 from downloader.sources import Entry

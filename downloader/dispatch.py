@@ -177,7 +177,7 @@ class Dispatcher:
         """Report a transfer's result and those of its parked duplicates; how many parked ones."""
         # Recorded before the claim goes: another URL for this path, admitted meanwhile,
         # finds the owner in the one or the other and takes the collision name.
-        self._remember(job, Path(result.path) if result.path else path, result.status.value, result)
+        self._remember(job, Path(result.path) if result.path else path, result.status, result)
         with self._lock:
             claim = self._claims.pop(path)
         self._events.result(result)
@@ -188,7 +188,7 @@ class Dispatcher:
     def _settle_now(self, result: Result) -> Admission:
         self._events.result(result)
         if result.job is not None and result.status is Status.FAILED:
-            self._remember(result.job, Path(result.path) if result.path else None, "failed", result)
+            self._remember(result.job, Path(result.path) if result.path else None, Status.FAILED, result)
         return _SETTLED
 
     def _path_for(self, job: Job, record: Record | None) -> Path:
@@ -250,7 +250,7 @@ class Dispatcher:
             claims = [(path, claim) for path, claim in self._claims.items() if claim.job is not None]
         for path, claim in claims:
             assert claim.job is not None
-            self._remember(claim.job, path, "pending")
+            self._remember(claim.job, path, Status.PENDING)
 
     def _recorded_result(self, job: Job, done: Done) -> Result:
         return skipped_as_recorded(job, done, self._under(done.path))
@@ -268,7 +268,7 @@ class Dispatcher:
         text, prefix = str(path), self._dest_prefix
         return text[len(prefix):] if text.startswith(prefix) else text
 
-    def _remember(self, job: Job, path: Path | None, status: str, result: Result | None = None) -> None:
+    def _remember(self, job: Job, path: Path | None, status: Status, result: Result | None = None) -> None:
         """Queue the manifest row for ``job`` (batched by the manifest's writer thread)."""
         if self._manifest is None:
             return

@@ -10,6 +10,7 @@ from downloader import naming, storage
 from downloader.config import Config
 from downloader.core import ResumeState
 from downloader.errors import DownloadError, InvalidJob
+from downloader.jobs import DONE_STATUSES
 from downloader.manifest import Manifest
 from downloader.naming import PART_SUFFIX, STATE_SUFFIX
 from downloader.sources import Entry
@@ -50,7 +51,7 @@ def _plan(entries: Iterable[Entry], config: Config, manifest: Manifest | None) -
             yield Planned("fail", entry.url, None, detail=entry.reason)
             continue
         record = manifest.lookup(entry.url) if manifest is not None else None
-        if record is not None and record.status in ("downloaded", "unchanged") and not config.sync:
+        if record is not None and record.status in DONE_STATUSES and not config.sync:
             yield Planned("skip", entry.url, config.dest / record.path, record.size, "already downloaded (manifest)")
             continue
         try:

@@ -37,13 +37,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from downloader.jobs import DONE_STATUSES, Status
+
 __all__ = [
     "BUSY_TIMEOUT",
-    "DONE_STATUSES",
     "LOOKUP_BATCH",
     "READ_MAP_BYTES",
     "SCHEMA_VERSION",
-    "STATUSES",
     "Done",
     "Manifest",
     "ManifestError",
@@ -61,13 +61,8 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
 """Seconds a connection waits for another process's transaction before giving up."""
 
-STATUSES = ("downloaded", "skipped", "failed", "unchanged", "pending")
-"""Every status a :class:`Record` may have, in the order reports print them."""
-
-_STATUS_SET = frozenset(STATUSES)
-
-DONE_STATUSES = frozenset({"downloaded", "unchanged"})
-"""The statuses of a URL whose file is complete: a re-run skips it without looking (unless --sync)."""
+_REPORT_ORDER = (Status.DOWNLOADED, Status.SKIPPED, Status.FAILED, Status.UNCHANGED, Status.PENDING)
+"""The order ``downloader status`` prints the counts in."""
 
 READ_MAP_BYTES = 16 * 1024 * 1024
 """How much of the file each read connection maps into memory (SQLite's mmap_size).
@@ -105,7 +100,7 @@ class Record:
     Args:
         url: the URL as listed; the row's key.
         path: the output path as given (relative to the destination, or absolute).
-        status: one of :data:`STATUSES`.
+        status: a :class:`~downloader.jobs.Status` (its value is accepted too).
         size: bytes of the file, when known.
         sha256: hex digest of the file, when computed.
         etag: the ETag the server sent with the body, for ``If-None-Match``.
@@ -119,7 +114,7 @@ class Record:
 
     url: str
     path: str
-    status: str
+    status: Status
     size: int | None
     sha256: str | None
     etag: str | None
@@ -131,10 +126,11 @@ class Record:
     updated: float
 
     def __post_init__(self) -> None:
-        if self.status not in _STATUS_SET:
-            raise ValueError(f"Record status must be one of {', '.join(STATUSES)}, not {self.status!r}")
-        if type(self.status) is not str:  # a jobs.Status: store and return its plain value
-            object.__setattr__(self, "status", str(self.status))
+        if type(self.status) is not Status:  # a row read back holds the value
+            try:
+                object.__setattr__(self, "status", Status(self.status))
+            except ValueError:
+                raise ValueError(f"Record status must be one of {', '.join(Status)}, not {self.status!r}") from None
 
 
 class Done(NamedTuple):
@@ -169,10 +165,11 @@ _UPSERT = (
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name not in ("url", "first_seen"))
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM files"
+_DONE_VALUES = ", ".join(f"'{status}'" for status in sorted(DONE_STATUSES))
 # "+status": the condition is checked on each row found by URL, never by the status index,
 # which SQLite would otherwise pick and scan every done row (17 us per URL, not 3).
 _SELECT_DONE = (f"SELECT {', '.join(Done._fields)} FROM files "
-                "WHERE url IN ({}) AND +status IN ('downloaded', 'unchanged')")
+                f"WHERE url IN ({{}}) AND +status IN ({_DONE_VALUES})")
 
 
 def default_path(dest: Path) -> Path:
@@ -448,7 +445,7 @@ class Manifest:
         is open it holds a read snapshot, which keeps SQLite from trimming its WAL file.
         """
         self.flush()
-        return self._stream(f"{_SELECT} WHERE status = 'failed' ORDER BY updated LIMIT ?",
+        return self._stream(f"{_SELECT} WHERE status = '{Status.FAILED}' ORDER BY updated LIMIT ?",
                             (-1 if limit is None else limit,))  # LIMIT -1: no limit
 
     def __len__(self) -> int:
@@ -629,7 +626,7 @@ def status_report(path: Path, *, limit: int = 50) -> str:
         for record in manifest.failures(limit):
             reason = " ".join((record.error or "no reason recorded").splitlines())  # one failure per line
             lines.append(f"{record.url}: {reason}")
-    more = counts.get("failed", 0) - (len(lines) - 1)
+    more = counts.get(Status.FAILED, 0) - (len(lines) - 1)
     if more > 0:
         lines.append(f"... and {more} more")
     return "\n".join(lines)
@@ -637,6 +634,6 @@ def status_report(path: Path, *, limit: int = 50) -> str:
 
 def _counts_line(counts: dict[str, int]) -> str:
     """``downloaded 3, skipped 1, failed 2, unchanged 0, pending 0 (6 URLs)``."""
-    statuses = [*STATUSES, *sorted(set(counts) - _STATUS_SET)]
+    statuses = [*_REPORT_ORDER, *sorted(set(counts) - set(_REPORT_ORDER))]
     total = sum(counts.values())
     return ", ".join(f"{status} {counts.get(status, 0)}" for status in statuses) + f" ({total} URLs)"
