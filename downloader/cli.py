@@ -26,8 +26,9 @@ from downloader import dryrun
 from downloader.amounts import parse_amount
 from downloader.api import Run
 from downloader.config import Config, __version__, default_processes
+from downloader.errors import ClusterError, ManifestError
 from downloader.jobs import Result
-from downloader.manifest import ManifestError, default_path, status_report
+from downloader.manifest import default_path, status_report
 from downloader.progress import Summary
 from downloader.report import FailedList, JsonReport
 from downloader.sharding import Shard, in_shard
@@ -217,9 +218,7 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
     except ManifestError as error:
         print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - a ClusterError; its module is imported only with --dask (20 ms)
-        if dask is None or not _cluster_error(error):
-            raise
+    except ClusterError as error:
         print(f"downloader: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _terminate_like_ctrl_c()
@@ -234,12 +233,6 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
         return EXIT_INTERRUPTED
     _finish(run, summary, outputs)
     return EXIT_OK if summary.ok else EXIT_FAILED
-
-
-def _cluster_error(error: Exception) -> bool:
-    from downloader.cluster import ClusterError  # already imported by Run when --dask is given
-
-    return isinstance(error, ClusterError)
 
 
 def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from downloader.errors import ManifestError  # defined with the package's other errors; imported from here too
 from downloader.jobs import DONE_STATUSES, Status
 
 __all__ = [
@@ -79,18 +80,6 @@ first 16 MiB of the file mapped and reads the rest through the page cache.
 LOOKUP_BATCH = 500
 """Most URLs :meth:`Manifest.done` asks for in one query: SQLite before 3.32 allowed
 999 parameters per statement."""
-
-
-class ManifestError(Exception):
-    """The manifest cannot be used: not a database, a newer schema, not creatable, or its writer failed."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(str(path), reason)  # data in args, so that it pickles
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"manifest {self.path}: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
