@@ -206,7 +206,11 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
             print(item.line())
             yield item
 
-    counts, known, unknown = dryrun.summarize(printed())
+    try:
+        counts, known, unknown = dryrun.summarize(printed())
+    except ManifestError as error:  # raised before the first line is planned
+        print(f"downloader: error: {error} (--no-manifest plans without it)", file=sys.stderr)
+        return EXIT_USAGE
     total = f"{known} bytes announced by size=" + (f", {unknown} of unknown size" if unknown else "")
     print(", ".join(f"{action} {count}" for action, count in counts.items()) + f"; {total}")
     return EXIT_FAILED if counts["fail"] else EXIT_OK
@@ -268,7 +272,8 @@ def _exit_now_if_workers_linger() -> None:
 def _config(args: argparse.Namespace) -> Config:
     dest = Path(args.dest)
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        if not args.dry_run:  # a dry run writes nothing, not even the destination
+            dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create destination {dest}: {exc.strerror or exc}") from exc
     try:
