@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from downloader import dryrun
+from downloader.amounts import parse_amount
 from downloader.api import Run
 from downloader.config import Config, __version__, default_processes
+from downloader.errors import ClusterError, ManifestError
 from downloader.jobs import Result
-from downloader.manifest import ManifestError, default_path, status_report
-from downloader.politeness import parse_rate
+from downloader.manifest import default_path, status_report
 from downloader.progress import Summary
 from downloader.report import FailedList, JsonReport
 from downloader.sharding import Shard, in_shard
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="connect timeout and stall timeout: no byte for this long (default 30)")
     parser.add_argument("--max-wait", type=_seconds, default=300.0, metavar="SECONDS",
                         help="longest Retry-After to honour; a longer one fails the URL at once (default 300)")
-    parser.add_argument("--speed-limit", type=_count, default=1024, metavar="BYTES",
-                        help="a transfer slower than this many bytes/s for --speed-time counts as stalled (default 1024; 0 = off)")
+    parser.add_argument("--speed-limit", type=_amount, default=1024, metavar="BYTES",
+                        help="a transfer slower than this many bytes/s (k, M, G, T suffixes) for --speed-time counts as "
+                             "stalled (default 1024; 0 = off)")
     parser.add_argument("--speed-time", type=_seconds, default=60.0, metavar="SECONDS",
                         help="how long a transfer may stay under --speed-limit (default 60)")
     parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
@@ -93,14 +95,15 @@ def _add_mirroring_options(parser: argparse.ArgumentParser) -> None:
     speed = parser.add_argument_group("large files")
     speed.add_argument("--split", type=_positive_int, default=1, metavar="N",
                        help="fetch one large file over N ranged connections, written in place (default 1)")
-    speed.add_argument("--min-split-size", type=_amount, default=20 * 1024 * 1024, metavar="BYTES",
-                       help="smallest segment (default 20M): a file is split only when at least twice this")
+    speed.add_argument("--min-split-size", type=_positive_amount, default=20 * 1024 * 1024, metavar="BYTES",
+                       help="smallest segment (default 20M; k, M, G, T suffixes): a file is split only when "
+                            "at least twice this")
     polite = parser.add_argument_group("politeness")
     polite.add_argument("--per-host", type=_positive_int, metavar="N",
                         help="simultaneous connections to one host (default: half of -j while other "
                              "hosts have connections, all of -j for a host alone)")
-    polite.add_argument("--limit-rate", type=_rate, metavar="RATE",
-                        help="total bandwidth cap, bytes per second with k, M, G suffixes (e.g. 500k, 20M)")
+    polite.add_argument("--limit-rate", type=_positive_amount, metavar="RATE",
+                        help="total bandwidth cap, bytes per second with k, M, G, T suffixes (e.g. 500k, 20M)")
 
 
 def _add_scale_options(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +133,7 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     requests_.add_argument("--ca-bundle", metavar="FILE", help="verify TLS certificates against the CAs in FILE")
     requests_.add_argument("--max-redirects", type=_count, default=10, metavar="N", help="redirect hops allowed (default 10)")
     requests_.add_argument("--max-filesize", type=_amount, metavar="BYTES",
-                           help="refuse bodies larger than this, announced or received (suffixes k, M, G)")
+                           help="refuse bodies larger than this, announced or received (suffixes k, M, G, T)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +206,11 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
             print(item.line())
             yield item
 
-    counts, known, unknown = dryrun.summarize(printed())
+    try:
+        counts, known, unknown = dryrun.summarize(printed())
+    except ManifestError as error:  # raised before the first line is planned
+        print(f"downloader: error: {error} (--no-manifest plans without it)", file=sys.stderr)
+        return EXIT_USAGE
     total = f"{known} bytes announced by size=" + (f", {unknown} of unknown size" if unknown else "")
     print(", ".join(f"{action} {count}" for action, count in counts.items()) + f"; {total}")
     return EXIT_FAILED if counts["fail"] else EXIT_OK
@@ -215,9 +222,7 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
     except ManifestError as error:
         print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - a ClusterError; its module is imported only with --dask (20 ms)
-        if dask is None or not _cluster_error(error):
-            raise
+    except ClusterError as error:
         print(f"downloader: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _terminate_like_ctrl_c()
@@ -232,12 +237,6 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
         return EXIT_INTERRUPTED
     _finish(run, summary, outputs)
     return EXIT_OK if summary.ok else EXIT_FAILED
-
-
-def _cluster_error(error: Exception) -> bool:
-    from downloader.cluster import ClusterError  # already imported by Run when --dask is given
-
-    return isinstance(error, ClusterError)
 
 
 def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:
@@ -273,7 +272,8 @@ def _exit_now_if_workers_linger() -> None:
 def _config(args: argparse.Namespace) -> Config:
     dest = Path(args.dest)
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        if not args.dry_run:  # a dry run writes nothing, not even the destination
+            dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create destination {dest}: {exc.strerror or exc}") from exc
     try:
@@ -299,7 +299,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "sync": args.sync,
         "per_host": args.per_host,
         "split": args.split,
-        "min_split_size": max(1, args.min_split_size),
+        "min_split_size": args.min_split_size,
         "manifest": None if args.no_manifest else Path(args.manifest) if args.manifest else default_path(Path(args.dest)),
         "limit_rate": args.limit_rate,
         "processes": args.processes,
@@ -382,27 +382,20 @@ def _open(name: str | None, what: str, kind: Callable[[IO[str]], T], files: cont
         raise UsageError(f"cannot write {what} {name}: {exc.strerror or exc}") from exc
 
 
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
 def _amount(text: str) -> int:
-    """``'500k'`` -> 512000: bytes with an optional k, M, G or T suffix (powers of 1024)."""
-    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
-    if unit.isdigit():
-        number, unit = text.strip(), ""
-    try:
-        value = float(number) * _UNITS[unit]
-    except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(f"not an amount of bytes: {text!r} (use e.g. 500k, 20M)") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"out of range: {text}")
-    return int(value)
+    """Bytes with an optional k, M, G or T suffix (powers of 1024): ``'500k'`` -> 512000."""
+    return _parsed_amount(text, minimum=0)
 
 
-def _rate(text: str) -> int:
+def _positive_amount(text: str) -> int:
+    """As :func:`_amount`, at least 1: a rate or a segment size of nothing means nothing."""
+    return _parsed_amount(text, minimum=1)
+
+
+def _parsed_amount(text: str, *, minimum: int) -> int:
     try:
-        return parse_rate(text)
-    except ValueError as exc:
+        return parse_amount(text, minimum=minimum)
+    except ValueError as exc:  # argparse shows an ArgumentTypeError's message as it is
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

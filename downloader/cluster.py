@@ -46,9 +46,9 @@ from typing import IO, Any, TypeVar
 from downloader import memory, naming
 from downloader.config import Config
 from downloader.dispatch import failed_result, skipped_as_recorded
-from downloader.errors import DownloadError, InvalidJob
-from downloader.jobs import Job, Result, Status
-from downloader.manifest import DONE_STATUSES, Manifest, ManifestError, Record, read_records
+from downloader.errors import ClusterError, DownloadError, InvalidJob
+from downloader.jobs import DONE_STATUSES, Job, Result, Status
+from downloader.manifest import Manifest, ManifestError, Record, read_records
 from downloader.progress import Progress, Summary
 from downloader.sharding import placement_hash, placement_key, process_of
 from downloader.sources import Entry
@@ -73,10 +73,6 @@ NO_WORKER_SECONDS = 60.0
 _CONNECT_SECONDS = 10.0
 """Seconds to wait for a scheduler to answer at the address given."""
 _SCHEMES = ("tcp", "tls", "ws", "wss")  # the comms Dask connects to by address
-
-
-class ClusterError(Exception):
-    """The cluster cannot be used: a bad address, no scheduler there, or no worker."""
 
 
 def connect(dask: object, *, quiet: bool = True) -> tuple[Any, list[Any]]:

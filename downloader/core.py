@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, Refused
+from downloader.hosts import same_origin
 from downloader.jobs import Job
 
 __all__ = [
@@ -234,7 +235,7 @@ def request_headers(url: str, *, origin: str, options: RequestOptions) -> dict[s
     # Identity encoding: offsets, Content-Length and digests then describe the file
     # itself, not a compressed stream of it (RFC 9110 §12.5.3).
     headers = {"Accept-Encoding": "identity", "User-Agent": options.user_agent}
-    same_host = url == origin or _host_key(url) == _host_key(origin)
+    same_host = url == origin or same_origin(url, origin)
     for name, value in options.headers:
         if same_host or name.lower() not in _SECRET_HEADERS:
             headers[name] = value
@@ -244,11 +245,6 @@ def request_headers(url: str, *, origin: str, options: RequestOptions) -> dict[s
         token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
         headers["Authorization"] = f"Basic {token}"
     return headers
-
-
-def _host_key(url: str) -> tuple[str, str, int | None]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
 _CARRIED = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")

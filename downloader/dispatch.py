@@ -16,6 +16,10 @@ A re-run of a long list is mostly lines whose file the manifest records as compl
 Those are decided in two steps that take no slot: :meth:`Dispatcher.with_done` asks
 the manifest about a whole batch of entries in one query, and :meth:`Dispatcher.screen`
 settles each done or invalid entry; only the rest are placed one by one.
+
+``--dry-run`` decides through the same three calls (:mod:`downloader.dryrun`), with a
+:class:`~downloader.manifest.ManifestPreview` that writes nothing for a manifest and a
+``present`` that also counts the files the plan would have fetched by then.
 """
 
 from __future__ import annotations
@@ -25,24 +29,44 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from downloader import naming, storage
 from downloader.config import Config
 from downloader.core import Validators
 from downloader.errors import DownloadError, InvalidJob, PartBusy, RetriesExhausted
 from downloader.jobs import Job, Result, Status
-from downloader.manifest import Done, Manifest, ManifestError, Record
+from downloader.manifest import Done, ManifestError, Record
 from downloader.progress import Events
 from downloader.sources import Entry
 
-__all__ = ["Admission", "Dispatcher", "Verdict", "failed_result", "skipped_as_recorded"]
+__all__ = ["Admission", "Dispatcher", "Ledger", "Present", "Verdict", "failed_result", "skipped_as_recorded"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+class Ledger(Protocol):
+    """What a :class:`Dispatcher` asks of a manifest: a :class:`~downloader.manifest.Manifest`,
+    or for ``--dry-run`` a :class:`~downloader.manifest.ManifestPreview`, which writes nothing.
+
+    Each method may raise :class:`~downloader.errors.ManifestError`.
+    """
+
+    @property
+    def empty_at_open(self) -> bool: ...
+    def done(self, urls: Iterable[str]) -> dict[str, Done]: ...
+    def lookup(self, url: str) -> Record | None: ...
+    def owner(self, path: str) -> str | None: ...
+    def record(self, record: Record) -> None: ...
+
+
+Present = Callable[[Job, Path], Result | None]
+"""What the dispatcher asks of a job's final path: a skipped result when a complete file is
+there, else None (:func:`downloader.storage.existing_result`)."""
 
 
 class Verdict(enum.Enum):
@@ -92,9 +116,11 @@ def failed_result(url: str, error: DownloadError | str, origin: str | None = Non
 class Dispatcher:
     """Decides, for each entry, whether an engine should fetch it. Thread-safe."""
 
-    def __init__(self, config: Config, events: Events, manifest: Manifest | None = None) -> None:
+    def __init__(self, config: Config, events: Events, manifest: Ledger | None = None, *,
+                 present: Present = storage.existing_result) -> None:
         self._config = config
         self._manifest = manifest
+        self._present = present
         self._dest = config.dest
         self._dest_prefix = os.path.join(str(config.dest), "")
         self._dest_text = str(config.dest / "_")[:-1]  # what str(dest / name) puts before name ("" for ".")
@@ -154,7 +180,7 @@ class Dispatcher:
             # The file's own names are checked by the one lstat of existing_result and by
             # the writer's O_NOFOLLOW opens: no lstat here for what those calls see anyway.
             naming.check_inside(self._dest, path, job=entry, names=False)
-            present = storage.existing_result(entry, path)
+            present = self._present(entry, path)
         except DownloadError as error:
             return self._settle_now(failed_result(entry.url, error, entry.origin, job=entry))
         current = _validators(path, record) if present is not None and self._config.sync else None
@@ -177,7 +203,7 @@ class Dispatcher:
         """Report a transfer's result and those of its parked duplicates; how many parked ones."""
         # Recorded before the claim goes: another URL for this path, admitted meanwhile,
         # finds the owner in the one or the other and takes the collision name.
-        self._remember(job, Path(result.path) if result.path else path, result.status.value, result)
+        self._remember(job, Path(result.path) if result.path else path, result.status, result)
         with self._lock:
             claim = self._claims.pop(path)
         self._events.result(result)
@@ -188,7 +214,7 @@ class Dispatcher:
     def _settle_now(self, result: Result) -> Admission:
         self._events.result(result)
         if result.job is not None and result.status is Status.FAILED:
-            self._remember(result.job, Path(result.path) if result.path else None, "failed", result)
+            self._remember(result.job, Path(result.path) if result.path else None, Status.FAILED, result)
         return _SETTLED
 
     def _path_for(self, job: Job, record: Record | None) -> Path:
@@ -210,17 +236,17 @@ class Dispatcher:
     # goes on without it, said once in the log, rather than stopping every transfer.
 
     def _lookup(self, url: str) -> Record | None:
-        return self._ask(Manifest.lookup, url)
+        return self._ask(lambda manifest: manifest.lookup(url), url)
 
     def _owner(self, path: str) -> str | None:
-        return self._ask(Manifest.owner, path)
+        return self._ask(lambda manifest: manifest.owner(path), path)
 
-    def _ask(self, query: Callable[[Manifest, str], _T | None], key: str) -> _T | None:
-        """``query(manifest, key)``, or None without asking when the manifest cannot hold ``key``."""
+    def _ask(self, query: Callable[[Ledger], _T | None], key: str) -> _T | None:
+        """``query(manifest)``, or None without asking when the manifest cannot hold ``key``."""
         if self._manifest is None or (self._recorded is not None and not self._recorded.may_hold(key)):
             return None
         try:
-            return query(self._manifest, key)
+            return query(self._manifest)
         except ManifestError as error:
             self._drop_manifest(error)
             return None
@@ -250,7 +276,7 @@ class Dispatcher:
             claims = [(path, claim) for path, claim in self._claims.items() if claim.job is not None]
         for path, claim in claims:
             assert claim.job is not None
-            self._remember(claim.job, path, "pending")
+            self._remember(claim.job, path, Status.PENDING)
 
     def _recorded_result(self, job: Job, done: Done) -> Result:
         return skipped_as_recorded(job, done, self._under(done.path))
@@ -268,7 +294,7 @@ class Dispatcher:
         text, prefix = str(path), self._dest_prefix
         return text[len(prefix):] if text.startswith(prefix) else text
 
-    def _remember(self, job: Job, path: Path | None, status: str, result: Result | None = None) -> None:
+    def _remember(self, job: Job, path: Path | None, status: Status, result: Result | None = None) -> None:
         """Queue the manifest row for ``job`` (batched by the manifest's writer thread)."""
         if self._manifest is None:
             return
@@ -321,10 +347,14 @@ class _Seen:
 
 
 def _validators(path: Path, record: Record | None) -> Validators:
-    """What --sync asks with: the recorded ETag and Last-Modified, else the file's own mtime."""
+    """What --sync asks with: the recorded ETag and Last-Modified, else the file's own mtime
+    (none when the file is gone meanwhile, or only planned by a dry run: a plain GET)."""
     if record is not None and (record.etag or record.last_modified):
         return Validators(record.etag, record.last_modified)
-    return storage.current_validators(path)
+    try:
+        return storage.current_validators(path)
+    except FileNotFoundError:
+        return Validators()
 
 
 def _duplicate_result(job: Job, first: Result) -> Result:

@@ -1,35 +1,51 @@
-"""The package's own exceptions: every failure we raise on purpose, with its URL.
+"""The package's own exceptions: every failure we raise on purpose, with what it concerns.
 
 ::
 
-    DownloadError                   root; .url and a readable str()
-    ├── InvalidJob                  malformed list line, unsupported scheme, unsafe path (never retried)
-    ├── LocalIOError                the disk refused (full, permission denied; never retried)
-    ├── PartBusy                    another run is writing the same part (the URL is skipped)
-    ├── Refused                     an option forbids it: --max-filesize, a redirect to another scheme (never retried)
-    ├── TransferError               the bytes did not arrive; the retry policy decides
-    │   ├── ConnectError            could not connect (also ConnectionError)
-    │   ├── StallTimeout            no byte for `timeout` seconds (also TimeoutError)
-    │   ├── BodyIncomplete          connection closed before the announced length
-    │   └── HTTPStatusError         .status, .retry_after; retryable iff the status is
-    ├── IntegrityError              size or sha256 mismatch after the body: .expected, .actual
-    └── RetriesExhausted            .attempts; raised ``from`` the last TransferError
+    DownloaderError                     root of every exception raised on purpose
+    ├── DownloadError                   one URL failed; .url, .reason and str() = the reason
+    │   ├── InvalidJob                  malformed list line, unsupported scheme, unsafe path (never retried)
+    │   ├── LocalIOError                the disk refused (full, permission denied; never retried);
+    │   │                               also OSError: .errno, .strerror, .filename when known
+    │   ├── PartBusy                    another run is writing the same part (the URL is skipped)
+    │   ├── Refused                     an option forbids it: --max-filesize, a redirect to another scheme (never retried)
+    │   ├── TransferError               the bytes did not arrive; the retry policy decides
+    │   │   ├── ConnectError            could not connect (also ConnectionError)
+    │   │   ├── StallTimeout            no byte for `timeout` seconds (also TimeoutError)
+    │   │   ├── BodyIncomplete          connection closed before the announced length
+    │   │   └── HTTPStatusError         .status, .retry_after; retryable iff the status is
+    │   ├── IntegrityError              size or sha256 mismatch after the body: .expected, .actual
+    │   └── RetriesExhausted            .attempts; raised ``from`` the last TransferError
+    ├── ManifestError                   the manifest cannot be used: .path, .reason
+    └── ClusterError                    the Dask cluster cannot be used: bad address, no scheduler, no worker
+
+A :class:`DownloadError` ends one URL as a failed result; a run goes on. A
+:class:`ManifestError` when the run starts, or a :class:`ClusterError`, stops it
+before any transfer (a manifest failing later is only logged: the run goes on
+without it).
 
 Foreign exceptions (aiohttp, requests, OSError) are translated into this tree at
 one border in each engine; nothing outside ``downloader.engines`` sees them.
-Each exception keeps its data in ``args`` so that it pickles.
+Each exception keeps its data in ``args`` so that it pickles (results and errors
+cross process pipes). The classes that are also OSErrors say nothing false in
+``errno``, ``strerror`` and ``filename``: the system's values when known, else None.
 """
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "BodyIncomplete",
+    "ClusterError",
     "ConnectError",
     "DownloadError",
+    "DownloaderError",
     "HTTPStatusError",
     "IntegrityError",
     "InvalidJob",
     "LocalIOError",
+    "ManifestError",
     "PartBusy",
     "Refused",
     "RetriesExhausted",
@@ -38,16 +54,27 @@ __all__ = [
 ]
 
 
-class DownloadError(Exception):
-    """Root of every error raised on purpose; ``url`` names the download it concerns."""
+class DownloaderError(Exception):
+    """Root of every exception the package raises on purpose: ``except DownloaderError`` catches them all."""
+
+
+class DownloadError(DownloaderError):
+    """One URL failed; ``url`` names it and ``reason`` (also ``str()``) says why."""
 
     def __init__(self, url: str, reason: str, *args: object) -> None:
-        super().__init__(url, reason, *args)
+        # Not super().__init__: for the classes that are also OSErrors, OSError's own
+        # __init__ would take (url, reason, ...) for (errno, strerror, filename).
+        Exception.__init__(self, url, reason, *args)
         self.url = url
         self.reason = reason
 
     def __str__(self) -> str:
         return self.reason
+
+    def __reduce__(self) -> tuple[type[DownloadError], tuple[object, ...], dict[str, object]]:
+        # The constructor's arguments, always: OSError's __reduce__ would rebuild them
+        # from errno, strerror and filename.
+        return type(self), self.args, dict(self.__dict__)
 
 
 class InvalidJob(DownloadError, ValueError):
@@ -59,7 +86,20 @@ class InvalidJob(DownloadError, ValueError):
 
 
 class LocalIOError(DownloadError, OSError):
-    """Writing to the destination failed (disk full, permission denied, ...)."""
+    """Writing to the destination failed (disk full, permission denied, ...).
+
+    Args:
+        url: the download it concerns.
+        reason: what failed, in words (``str()`` of the error).
+        errno: the system's error number, when one is known; ``strerror`` is its text.
+        filename: the path the system refused, when known.
+    """
+
+    def __init__(self, url: str, reason: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(url, reason, errno, filename)
+        self.errno = errno
+        self.strerror = None if errno is None else os.strerror(errno)
+        self.filename = filename
 
 
 class PartBusy(DownloadError):
@@ -111,3 +151,19 @@ class RetriesExhausted(DownloadError):
     def __init__(self, url: str, reason: str, attempts: int) -> None:
         super().__init__(url, reason, attempts)
         self.attempts = attempts
+
+
+class ManifestError(DownloaderError):
+    """The manifest cannot be used: not a database, a newer schema, not creatable, or its writer failed."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(os.fspath(path), reason)  # data in args, so that it pickles
+        self.path = os.fspath(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"manifest {self.path}: {self.reason}"
+
+
+class ClusterError(DownloaderError):
+    """The cluster cannot be used: a bad address, no scheduler there, or no worker."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Job", "Result", "Status"]
+__all__ = ["DONE_STATUSES", "Job", "Result", "Status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +28,23 @@ class Job:
 
 
 class Status(enum.StrEnum):
-    """How one job ended."""
+    """How one job ended: the one list of statuses, for results, the manifest and the reports.
+
+    A :class:`Result` is downloaded, skipped, unchanged or failed; ``pending`` is for the
+    manifest only. The values are what reports and the manifest's rows hold.
+    """
 
     DOWNLOADED = "downloaded"
     SKIPPED = "skipped"
     UNCHANGED = "unchanged"
     """--sync: the server said the file we have is current (304)."""
     FAILED = "failed"
+    PENDING = "pending"
+    """Manifest only: the transfer was in flight when its run was interrupted."""
+
+
+DONE_STATUSES = frozenset({Status.DOWNLOADED, Status.UNCHANGED})
+"""The statuses of a URL whose file is complete: a re-run skips it without looking (unless --sync)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,16 +37,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from downloader.errors import ManifestError  # defined with the package's other errors; imported from here too
+from downloader.jobs import DONE_STATUSES, Status
+
 __all__ = [
     "BUSY_TIMEOUT",
-    "DONE_STATUSES",
     "LOOKUP_BATCH",
+    "PREVIEW_CACHE_KIB",
     "READ_MAP_BYTES",
     "SCHEMA_VERSION",
-    "STATUSES",
     "Done",
     "Manifest",
     "ManifestError",
+    "ManifestPreview",
     "Record",
     "default_path",
     "read_records",
@@ -61,13 +64,8 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
 """Seconds a connection waits for another process's transaction before giving up."""
 
-STATUSES = ("downloaded", "skipped", "failed", "unchanged", "pending")
-"""Every status a :class:`Record` may have, in the order reports print them."""
-
-_STATUS_SET = frozenset(STATUSES)
-
-DONE_STATUSES = frozenset({"downloaded", "unchanged"})
-"""The statuses of a URL whose file is complete: a re-run skips it without looking (unless --sync)."""
+_REPORT_ORDER = (Status.DOWNLOADED, Status.SKIPPED, Status.FAILED, Status.UNCHANGED, Status.PENDING)
+"""The order ``downloader status`` prints the counts in."""
 
 READ_MAP_BYTES = 16 * 1024 * 1024
 """How much of the file each read connection maps into memory (SQLite's mmap_size).
@@ -85,17 +83,8 @@ LOOKUP_BATCH = 500
 """Most URLs :meth:`Manifest.done` asks for in one query: SQLite before 3.32 allowed
 999 parameters per statement."""
 
-
-class ManifestError(Exception):
-    """The manifest cannot be used: not a database, a newer schema, not creatable, or its writer failed."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(str(path), reason)  # data in args, so that it pickles
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"manifest {self.path}: {self.reason}"
+PREVIEW_CACHE_KIB = 2048
+"""Most KiB of planned rows a :class:`ManifestPreview` keeps in memory; the rest spill to a temporary file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +94,7 @@ class Record:
     Args:
         url: the URL as listed; the row's key.
         path: the output path as given (relative to the destination, or absolute).
-        status: one of :data:`STATUSES`.
+        status: a :class:`~downloader.jobs.Status` (its value is accepted too).
         size: bytes of the file, when known.
         sha256: hex digest of the file, when computed.
         etag: the ETag the server sent with the body, for ``If-None-Match``.
@@ -119,7 +108,7 @@ class Record:
 
     url: str
     path: str
-    status: str
+    status: Status
     size: int | None
     sha256: str | None
     etag: str | None
@@ -131,10 +120,11 @@ class Record:
     updated: float
 
     def __post_init__(self) -> None:
-        if self.status not in _STATUS_SET:
-            raise ValueError(f"Record status must be one of {', '.join(STATUSES)}, not {self.status!r}")
-        if type(self.status) is not str:  # a jobs.Status: store and return its plain value
-            object.__setattr__(self, "status", str(self.status))
+        if type(self.status) is not Status:  # a row read back holds the value
+            try:
+                object.__setattr__(self, "status", Status(self.status))
+            except ValueError:
+                raise ValueError(f"Record status must be one of {', '.join(Status)}, not {self.status!r}") from None
 
 
 class Done(NamedTuple):
@@ -152,12 +142,13 @@ class Done(NamedTuple):
 _COLUMNS = tuple(field.name for field in fields(Record))
 _row_of = operator.attrgetter(*_COLUMNS)  # Record -> tuple in column order, without astuple's deep copy
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS files (
+_FILES_COLUMNS = """
         url TEXT PRIMARY KEY, path TEXT NOT NULL, status TEXT NOT NULL,
         size INTEGER, sha256 TEXT, etag TEXT, last_modified TEXT, final_url TEXT,
-        attempts INTEGER NOT NULL, error TEXT, first_seen REAL NOT NULL, updated REAL NOT NULL)""",
+        attempts INTEGER NOT NULL, error TEXT, first_seen REAL NOT NULL, updated REAL NOT NULL"""
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"CREATE TABLE IF NOT EXISTS files ({_FILES_COLUMNS})",
     "CREATE INDEX IF NOT EXISTS files_path ON files (path)",
     # Serves counts() from a small index and failures() in order without sorting the table.
     "CREATE INDEX IF NOT EXISTS files_status_updated ON files (status, updated)",
@@ -169,10 +160,18 @@ _UPSERT = (
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name not in ("url", "first_seen"))
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM files"
+_DONE_VALUES = ", ".join(f"'{status}'" for status in sorted(DONE_STATUSES))
 # "+status": the condition is checked on each row found by URL, never by the status index,
 # which SQLite would otherwise pick and scan every done row (17 us per URL, not 3).
 _SELECT_DONE = (f"SELECT {', '.join(Done._fields)} FROM files "
-                "WHERE url IN ({}) AND +status IN ('downloaded', 'unchanged')")
+                f"WHERE url IN ({{}}) AND +status IN ({_DONE_VALUES})")
+# What a ManifestPreview asks of the rows it keeps aside, and of the file's.
+_PLAN_UPSERT = f"INSERT OR REPLACE INTO temp.planned ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_PLANNED_RECORD = f"SELECT {', '.join(_COLUMNS)} FROM temp.planned WHERE url = ?"
+_PLANNED_OWNER = "SELECT url FROM temp.planned WHERE path = ? ORDER BY updated DESC LIMIT 1"
+# A stored row whose URL the run would have recorded again no longer says where that URL is.
+_STORED_OWNER = ("SELECT url FROM main.files AS stored WHERE path = ? AND NOT EXISTS "
+                 "(SELECT 1 FROM temp.planned AS planned WHERE planned.url = stored.url) ORDER BY updated DESC LIMIT 1")
 
 
 def default_path(dest: Path) -> Path:
@@ -419,8 +418,7 @@ class Manifest:
             if record is None:
                 continue
             if record.status in DONE_STATUSES:
-                found[url] = Done(url, record.path, record.size, record.sha256, record.final_url, record.etag,
-                                  record.last_modified)
+                found[url] = _done_of(record)
             else:
                 found.pop(url, None)
 
@@ -448,7 +446,7 @@ class Manifest:
         is open it holds a read snapshot, which keeps SQLite from trimming its WAL file.
         """
         self.flush()
-        return self._stream(f"{_SELECT} WHERE status = 'failed' ORDER BY updated LIMIT ?",
+        return self._stream(f"{_SELECT} WHERE status = '{Status.FAILED}' ORDER BY updated LIMIT ?",
                             (-1 if limit is None else limit,))  # LIMIT -1: no limit
 
     def __len__(self) -> int:
@@ -555,11 +553,7 @@ def _create_schema(path: Path, db: sqlite3.Connection) -> None:
     """Create the tables, or check that the file's are ours and not newer, in one transaction."""
     db.execute("BEGIN IMMEDIATE")  # two processes creating one manifest take turns
     try:
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "meta" in tables:
-            _check_version(path, db)
-        elif tables:
-            raise ManifestError(path, f"a SQLite database, but not a manifest (tables: {', '.join(sorted(tables))})")
+        _check_tables(path, db)
         for statement in _SCHEMA:
             db.execute(statement)
         db.execute("COMMIT")
@@ -567,6 +561,21 @@ def _create_schema(path: Path, db: sqlite3.Connection) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _check_tables(path: Path, db: sqlite3.Connection) -> bool:
+    """Whether the database holds a manifest (False: no table at all).
+
+    Raises:
+        ManifestError: it holds other tables, or a manifest of another schema version.
+    """
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" in tables:
+        _check_version(path, db)
+        return True
+    if tables:
+        raise ManifestError(path, f"a SQLite database, but not a manifest (tables: {', '.join(sorted(tables))})")
+    return False
 
 
 def _check_version(path: Path, db: sqlite3.Connection) -> None:
@@ -590,6 +599,107 @@ def _open_for_reading(path: Path) -> sqlite3.Connection:
         db.execute(f"PRAGMA mmap_size = {READ_MAP_BYTES}")
     except sqlite3.Error as error:
         raise ManifestError(path, f"cannot be read ({error})") from error
+    return db
+
+
+def _done_of(record: Record) -> Done:
+    return Done(record.url, record.path, record.size, record.sha256, record.final_url, record.etag,
+                record.last_modified)
+
+
+class ManifestPreview:
+    """A manifest as ``--dry-run`` sees it: the file read, never written, and the rows the run
+    would write kept aside, so that later lines are decided as the run would decide them.
+
+    Nothing is created at ``path`` or beside it. Without ``-wal`` and ``-shm`` files there
+    (the manifest was closed), the file is opened in SQLite's ``immutable`` mode: a read-only
+    connection would create them. With them (a run is going on, or was killed), it is read
+    through them, read-only. No file at ``path``, or None, is an empty manifest.
+
+    What :meth:`record` is given goes to a TEMP table in SQLite's temporary store: a couple
+    of MiB of cache in memory, the rest in an unlinked temporary file, so that memory stays
+    bounded however long the list. It answers a :class:`~downloader.dispatch.Dispatcher`
+    what a :class:`Manifest` would (``empty_at_open``, :meth:`done`, :meth:`lookup`,
+    :meth:`owner`, :meth:`record`), from one thread.
+
+    Raises:
+        ManifestError: the file is not a manifest, has a newer schema, or cannot be read.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db = _open_preview(path)
+        try:
+            self.empty_at_open = self._db.execute("SELECT 1 FROM main.files LIMIT 1").fetchone() is None
+            self._db.execute("PRAGMA temp_store = FILE")
+            self._db.execute(f"PRAGMA temp.cache_size = -{PREVIEW_CACHE_KIB}")
+            self._db.execute(f"CREATE TEMP TABLE planned ({_FILES_COLUMNS})")
+            self._db.execute("CREATE INDEX temp.planned_path ON planned (path, updated)")
+        except sqlite3.Error as error:
+            self._db.close()
+            raise ManifestError(path or ":memory:", f"cannot be read ({error})") from error
+
+    def record(self, record: Record) -> None:
+        """Keep ``record`` as the row the run would write; nothing reaches the file."""
+        self._rows(_PLAN_UPSERT, _row_of(record))
+
+    def lookup(self, url: str) -> Record | None:
+        """The record of ``url``: the one the run would have written, else the file's."""
+        rows = self._rows(_PLANNED_RECORD, (url,)) or self._rows(f"{_SELECT} WHERE url = ?", (url,))
+        return Record(*rows[0]) if rows else None
+
+    def done(self, urls: Iterable[str]) -> dict[str, Done]:
+        """Those of ``urls`` whose :meth:`lookup` is downloaded or unchanged."""
+        records = (self.lookup(url) for url in dict.fromkeys(urls))
+        return {record.url: _done_of(record) for record in records
+                if record is not None and record.status in DONE_STATUSES}
+
+    def owner(self, path: str) -> str | None:
+        """The URL the run would have recorded last for ``path``, else the file's (of a URL not recorded since)."""
+        rows = self._rows(_PLANNED_OWNER, (path,)) or self._rows(_STORED_OWNER, (path,))
+        return str(rows[0][0]) if rows else None
+
+    def close(self) -> None:
+        """Close the connection; the temporary rows go with it."""
+        self._db.close()
+
+    def __enter__(self) -> ManifestPreview:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def _rows(self, sql: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
+        try:
+            rows: list[tuple[Any, ...]] = self._db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise ManifestError(self.path or ":memory:", f"cannot be read ({error})") from error
+        return rows
+
+
+def _open_preview(path: Path | None) -> sqlite3.Connection:
+    """A connection that reads the manifest at ``path`` and can write nothing there (see ManifestPreview)."""
+    if path is not None and path.is_file():
+        both = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+        uri = f"{path.absolute().as_uri()}?{'mode=ro' if both else 'immutable=1'}"
+        try:
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as error:
+            raise ManifestError(path, f"cannot be read ({error})") from error
+        try:
+            if _check_tables(path, db):
+                return db
+        except sqlite3.Error as error:
+            db.close()
+            raise ManifestError(path, f"not a usable database ({error})") from error
+        except ManifestError:
+            db.close()
+            raise
+        db.close()  # a database without tables: an empty manifest, as the run would make it
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in _SCHEMA:
+        db.execute(statement)
     return db
 
 
@@ -629,7 +739,7 @@ def status_report(path: Path, *, limit: int = 50) -> str:
         for record in manifest.failures(limit):
             reason = " ".join((record.error or "no reason recorded").splitlines())  # one failure per line
             lines.append(f"{record.url}: {reason}")
-    more = counts.get("failed", 0) - (len(lines) - 1)
+    more = counts.get(Status.FAILED, 0) - (len(lines) - 1)
     if more > 0:
         lines.append(f"... and {more} more")
     return "\n".join(lines)
@@ -637,6 +747,6 @@ def status_report(path: Path, *, limit: int = 50) -> str:
 
 def _counts_line(counts: dict[str, int]) -> str:
     """``downloaded 3, skipped 1, failed 2, unchanged 0, pending 0 (6 URLs)``."""
-    statuses = [*STATUSES, *sorted(set(counts) - _STATUS_SET)]
+    statuses = [*_REPORT_ORDER, *sorted(set(counts) - set(_REPORT_ORDER))]
     total = sum(counts.values())
     return ", ".join(f"{status} {counts.get(status, 0)}" for status in statuses) + f" ({total} URLs)"

@@ -79,6 +79,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from downloader.errors import InvalidJob
+from downloader.hosts import host_label
 from downloader.jobs import Job
 
 __all__ = [
@@ -107,7 +108,6 @@ MAX_NAME_BYTES = 255 - len(STATE_SUFFIX) - STATE_TMP_ROOM
 Layout = Literal["flat", "mirror"]
 """How URLs map to paths: ``flat`` (all files in dest) or ``mirror`` (dest/host/path)."""
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_EXT = 16
 """Longest extension (after the last dot) kept when a name is shortened or tagged."""
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -302,20 +302,14 @@ def _unsafe_out(out: str) -> str | None:
 
 
 def _host_dir(job: Job) -> str:
-    """R3: ``host``, ``host:port`` or ``[v6]:port``, made safe."""
-    parts = urllib.parse.urlsplit(job.url)
-    host = parts.hostname  # lower-cased, without user info or IPv6 brackets
-    if not host:
+    """R3: ``host``, ``host:port`` or ``[v6]:port`` (:func:`hosts.host_label`), made safe."""
+    if not urllib.parse.urlsplit(job.url).hostname:
         raise _invalid(job, "URL has no host; the mirror layout needs one")
     try:
-        port = parts.port
+        label = host_label(job.url)
     except ValueError as exc:
         raise _invalid(job, f"URL has an invalid port ({exc})") from None
-    if ":" in host:
-        host = f"[{host}]"  # RFC 3986 §3.2.2: an IPv6 literal is written in brackets
-    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
-        host = f"{host}:{port}"
-    return safe_name(host)
+    return safe_name(label)
 
 
 def _mirror_dirs(url: str) -> list[str]:

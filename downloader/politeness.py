@@ -33,17 +33,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Literal, TypedDict, get_args
 
 from downloader.config import Config
+from downloader.hosts import host_key  # the key slots are counted by; re-exported for the engines
 
 __all__ = [
     "MIN_BURST",
@@ -61,7 +59,6 @@ __all__ = [
     "note_response",
     "outcome_for_status",
     "settings_for",
-    "parse_rate",
 ]
 
 Outcome = Literal["ok", "throttled", "error"]
@@ -80,50 +77,10 @@ MIN_BURST = 64 * 1024
 STOP_POLL = 0.05
 """Seconds between two looks at ``stop`` by a thread blocked on a host slot."""
 
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_RATE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)([kmg]?)", re.ASCII | re.IGNORECASE)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _SWEEP_MIN = 1024  # HostPolicy looks for forgettable hosts only above this many
 
 
 # --- plain helpers ------------------------------------------------------------------
-
-
-def parse_rate(text: str) -> int:
-    """Bytes per second from a ``--limit-rate`` value: ``100``, ``500k``, ``1.5m``, ``20M``, ``1G``.
-
-    The suffixes are binary and case-insensitive (k = 1024), as in curl and wget.
-
-    Raises:
-        ValueError: not a number with an optional suffix, negative, or under 1 byte/s.
-    """
-    match = _RATE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"invalid rate {text!r}: expected bytes per second as a number with an "
-                         f"optional suffix k, M or G (k = 1024), such as 500k or 20M")
-    sign, number, unit = match.groups()
-    if sign == "-":
-        raise ValueError(f"invalid rate {text!r}: a rate cannot be negative")
-    # Fraction, not float: exact for "1.5m", and no overflow to inf on a long number.
-    rate = round(Fraction(number) * _UNITS[unit.lower()])
-    if rate < 1:
-        raise ValueError(f"invalid rate {text!r}: must be at least 1 byte per second "
-                         f"(leave the option out for no limit)")
-    return rate
-
-
-def host_key(url: str) -> str:
-    """The key connections are counted by: the URL's ``host:port``, lower-cased, default port filled in.
-
-    ``http://Example.org/a`` and ``http://example.org:80/b`` share their slots;
-    ``https://example.org`` (port 443) is another key. Raises ValueError on a bad port.
-    """
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""  # urlsplit lower-cases it and strips IPv6 brackets
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}" if port else host
 
 
 def outcome_for_status(status: int) -> Outcome:

@@ -63,11 +63,11 @@ class Summary:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "downloaded": self.downloaded,
-            "skipped": self.skipped,
-            "failed": self.failed,
+            Status.DOWNLOADED.value: self.downloaded,
+            Status.SKIPPED.value: self.skipped,
+            Status.FAILED.value: self.failed,
             "interrupted": self.interrupted,
-            "unchanged": self.unchanged,
+            Status.UNCHANGED.value: self.unchanged,
             "bytes": self.received,
             "elapsed": round(self.elapsed, 3),
         }

@@ -82,7 +82,7 @@ def current_validators(path: Path) -> core.Validators:
 def local_error(url: str, exc: OSError, path: Path | str | None = None) -> LocalIOError:
     """A LocalIOError naming the path and the errno text."""
     where = exc.filename2 or exc.filename or path  # filename2: the target of a rename
-    return LocalIOError(url, f"cannot write {where}: {exc.strerror or exc}")
+    return LocalIOError(url, f"cannot write {where}: {exc.strerror or exc}", exc.errno, str(where) if where else None)
 
 
 def conclude(attempt: Attempt, part: Part, step: Finish) -> Result:

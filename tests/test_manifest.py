@@ -162,12 +162,16 @@ def test_two_unwritten_records_of_one_url_keep_the_first_first_seen(manifest):
     assert (100.0, "failed") == (manifest.lookup(rec(1).url).first_seen, manifest.lookup(rec(1).url).status)
 
 
-def test_status_enum_is_stored_as_its_value(manifest):
-    """A jobs.Status is accepted as the status and kept as the plain string."""
+def test_status_is_stored_as_its_value_and_read_as_the_enum(manifest, path):
+    """A row holds the status's plain value; a record read back (or given the value) holds the jobs.Status."""
     manifest.record(rec(1, status=Status.SKIPPED))
     manifest.flush()
 
-    assert str is type(manifest.lookup(rec(1).url).status)
+    with raw(path) as db:
+        stored = db.execute("SELECT status, typeof(status) FROM files").fetchone()
+    assert ("skipped", "text") == stored
+    assert Status.SKIPPED is manifest.lookup(rec(1).url).status
+    assert Status.FAILED is rec(2, status="failed").status
 
 
 def test_unknown_status_is_rejected():

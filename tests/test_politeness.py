@@ -18,68 +18,14 @@ from downloader.politeness import (
     Stopped,
     ThreadPoliteness,
     TokenBucket,
-    host_key,
     outcome_for_status,
-    parse_rate,
 )
 
 KiB = 1024
 MiB = 1024 * 1024
 
 
-# --- parse_rate, host_key, outcome_for_status ---------------------------------------------
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("100", 100),
-    ("500k", 512_000),
-    ("500K", 512_000),
-    ("20M", 20_971_520),
-    ("1.5m", 1_572_864),
-    ("2g", 2 * 1024**3),
-    ("0.5k", 512),
-    (".5k", 512),
-    ("  64k ", 65_536),
-    ("+1k", 1024),
-], ids=lambda value: repr(value) if isinstance(value, str) else None)
-def test_parse_rate(text: str, expected: int) -> None:
-    """A number with an optional binary suffix (any case) is that many bytes per second."""
-    assert expected == parse_rate(text)
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "expected bytes per second"),
-    ("fast", "expected bytes per second"),
-    ("k", "expected bytes per second"),
-    ("5x", "expected bytes per second"),
-    ("5kb", "expected bytes per second"),
-    ("1e3", "expected bytes per second"),
-    ("1.2.3", "expected bytes per second"),
-    ("nan", "expected bytes per second"),
-    ("inf", "expected bytes per second"),
-    ("-5k", "cannot be negative"),
-    ("0", "at least 1 byte per second"),
-    ("0k", "at least 1 byte per second"),
-    ("0.1", "at least 1 byte per second"),
-], ids=repr)
-def test_parse_rate_rejects(text: str, message: str) -> None:
-    """Junk, a negative rate and a rate under 1 byte/s are refused with a message that says why."""
-    with pytest.raises(ValueError, match=message):
-        parse_rate(text)
-
-
-@pytest.mark.parametrize(("url", "expected"), [
-    ("http://Example.COM/a", "example.com:80"),
-    ("http://example.com:80/b", "example.com:80"),
-    ("HTTPS://example.com/", "example.com:443"),
-    ("https://example.com:8443/x?y", "example.com:8443"),
-    ("http://user:pw@Host.test:8080/", "host.test:8080"),
-    ("http://[::1]:8080/", "[::1]:8080"),
-    ("http://[::1]/", "[::1]:80"),
-], ids=str)
-def test_host_key(url: str, expected: str) -> None:
-    """Slots are counted by host:port, lower-cased, with the scheme's default port filled in."""
-    assert expected == host_key(url)
+# --- outcome_for_status ---------------------------------------------
 
 
 @pytest.mark.parametrize(("status", "expected"), [
