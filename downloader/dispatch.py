@@ -203,7 +203,7 @@ class Dispatcher:
         """Report a transfer's result and those of its parked duplicates; how many parked ones."""
         # Recorded before the claim goes: another URL for this path, admitted meanwhile,
         # finds the owner in the one or the other and takes the collision name.
-        self._remember(job, Path(result.path) if result.path else path, result.status, result)
+        self._remember(job, result.path or path, result.status, result)
         with self._lock:
             claim = self._claims.pop(path)
         self._events.result(result)
@@ -289,12 +289,12 @@ class Dispatcher:
             return self._dest_text + relative
         return str(self._dest / relative)
 
-    def _relative(self, path: Path) -> str:
+    def _relative(self, path: Path | str) -> str:
         # String slicing, not Path.relative_to: this runs twice per file.
         text, prefix = str(path), self._dest_prefix
         return text[len(prefix):] if text.startswith(prefix) else text
 
-    def _remember(self, job: Job, path: Path | None, status: Status, result: Result | None = None) -> None:
+    def _remember(self, job: Job, path: Path | str | None, status: Status, result: Result | None = None) -> None:
         """Queue the manifest row for ``job`` (batched by the manifest's writer thread)."""
         if self._manifest is None:
             return

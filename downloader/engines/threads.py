@@ -143,7 +143,7 @@ def fetch(context: _Context, job: Job, path: Path, *, current: Validators | None
     while True:
         try:
             result = _attempt(context, job, path, current)
-            return dataclasses.replace(result, attempts=retry.attempts)
+            return result if retry.attempts == 1 else dataclasses.replace(result, attempts=retry.attempts)
         except DownloadError as error:
             retry = retry.increment(error)
             log.info("%s: %s; attempt %d in %.2f s", job.url, error, retry.attempts, retry.delay)
