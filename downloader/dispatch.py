@@ -324,26 +324,30 @@ class _Seen:
     cost anyway. Not thread-safe for add(): the caller holds a lock.
     """
 
-    _BITS = 1 << 24
-    _HASHES = 4
+    _BITS = 1 << 24  # a power of two: positions are masked, not divided
 
     def __init__(self) -> None:
         self._bits = bytearray(self._BITS // 8)
 
     def add(self, text: str) -> None:
+        bits = self._bits
         for position in self._positions(text):
-            self._bits[position >> 3] |= 1 << (position & 7)
+            bits[position >> 3] |= 1 << (position & 7)
 
     def may_hold(self, text: str) -> bool:
-        return all(self._bits[position >> 3] >> (position & 7) & 1 for position in self._positions(text))
+        bits = self._bits
+        for position in self._positions(text):
+            if not bits[position >> 3] >> (position & 7) & 1:
+                return False
+        return True
 
-    def _positions(self, text: str) -> list[int]:
+    def _positions(self, text: str) -> tuple[int, int, int, int]:
         # Python's own string hash (SipHash, 64 bits, cached on the string; salted per
         # process, which is fine for a filter that lives in one) split in two halves,
         # combined as h1 + i * h2 (Kirsch and Mitzenmacher): as good as k hashes.
-        value = hash(text) & 0xFFFF_FFFF_FFFF_FFFF
-        low, high = value & 0xFFFF_FFFF, value >> 32 | 1
-        return [(low + i * high) % self._BITS for i in range(self._HASHES)]
+        value = hash(text)
+        low, high, mask = value & 0xFFFF_FFFF, (value >> 32) & 0xFFFF_FFFF | 1, self._BITS - 1
+        return low & mask, (low + high) & mask, (low + 2 * high) & mask, (low + 3 * high) & mask
 
 
 def _validators(path: Path, record: Record | None) -> Validators:
