@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import dataclasses
 import itertools
 import logging
-import netrc
 import os
 import signal
 import sys
@@ -22,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from downloader import dryrun
 from downloader.api import Run
 from downloader.config import Config, __version__, default_processes
 from downloader.jobs import Result
@@ -30,7 +27,6 @@ from downloader.manifest import ManifestError, default_path, status_report
 from downloader.politeness import parse_rate
 from downloader.progress import Summary
 from downloader.report import FailedList, JsonReport
-from downloader.sharding import Shard, in_shard
 from downloader.sources import Entry, read_list, read_urls
 
 __all__ = ["main"]
@@ -195,6 +191,9 @@ def status_main(argv: list[str]) -> int:
 
 def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     """Print one line per entry and a total; exit 1 when some entry would fail."""
+    from downloader import dryrun
+    from downloader.sharding import Shard, in_shard
+
     if config.shard is not None:
         entries = in_shard(entries, Shard(*config.shard), config.layout)
 
@@ -322,6 +321,8 @@ def _dask(address: str | None, *, verbose: bool) -> str | None:
     """``--dask``: the address as given, once the optional extra is known to be installed."""
     if address is None:
         return None
+    import importlib.util
+
     if importlib.util.find_spec("distributed") is None:
         raise UsageError("--dask needs the optional extra: pip install 'downloader[dask]'")
     if not address.strip():
@@ -352,6 +353,8 @@ def _netrc(name: str | None) -> tuple[tuple[str, str, str], ...]:
     path = Path(name) if name else Path.home() / ".netrc"
     if name is None and not path.is_file():
         return ()
+    import netrc
+
     try:
         parsed = netrc.netrc(str(path))
     except (OSError, netrc.NetrcParseError) as exc:
@@ -407,6 +410,8 @@ def _rate(text: str) -> int:
 
 
 def _shard(text: str) -> tuple[int, int]:
+    from downloader.sharding import Shard
+
     try:
         shard = Shard.parse(text)
     except ValueError as exc:
