@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import itertools
 import logging
 import os
@@ -130,7 +131,10 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run the command with ``argv``; None means this process's own arguments, and that the
+    process ends when this returns (the console script and ``python -m downloader``)."""
+    if argv is None:
+        return _before_exit(main(sys.argv[1:]))
     if argv[:1] == ["status"]:
         return status_main(argv[1:])
     parser = build_parser()
@@ -172,6 +176,19 @@ class _Outputs:
             self.report.close(summary, peak_rss=peak_rss)
         if self.failed is not None:
             self.failed.close()
+
+
+def _before_exit(status: int) -> int:
+    """Take every object out of the garbage collector's sight as the process is about to end.
+
+    The interpreter's shutdown collects garbage over every object before freeing the
+    modules: 50-80 ms once aiohttp or requests is loaded, for memory the system takes back
+    at exit anyway. Frozen objects are still freed by reference counting, files closed and
+    atexit handlers run; only cycles left unreachable now are not collected. Never called
+    when main() is given argv (tests, a program of its own that goes on afterwards).
+    """
+    gc.freeze()
+    return status
 
 
 def status_main(argv: list[str]) -> int:

@@ -79,3 +79,24 @@ def test_importing_the_package_loads_no_engine() -> None:
     modules = loaded_by("import sys, downloader; print(' '.join(sorted(sys.modules)))")
 
     assert set() == modules & {"aiohttp", "requests", "sqlite3", "downloader.api", "downloader.dispatch"}
+
+
+def test_the_command_freezes_its_objects_before_exit_and_main_with_argv_does_not(server: Server, tmp_path: Path) -> None:
+    """The command (main() with no argv) spares the interpreter's shutdown its garbage collections
+    over every object (gc.freeze); main(argv), called by a program that goes on, leaves the collector alone."""
+    import gc
+
+    from downloader.cli import main
+
+    url = server.file_url("startup-freeze.bin", 100)
+    command = "import gc, sys\nfrom downloader.cli import main\nstatus = main()\nprint(gc.get_freeze_count())\nsys.exit(status)"
+    done = subprocess.run([sys.executable, "-c", command, url, "-d", str(tmp_path / "a"), "-q"],
+                          capture_output=True, text=True, timeout=60)
+    frozen_before = gc.get_freeze_count()
+
+    status = main([url, "-d", str(tmp_path / "b"), "-q"])
+
+    assert 0 == done.returncode, done.stderr
+    assert int(done.stdout) > 0
+    assert 0 == status
+    assert frozen_before == gc.get_freeze_count()
