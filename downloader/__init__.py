@@ -2,29 +2,40 @@
 
 >>> import downloader
 >>> results = downloader.download(["https://example.org/a.csv"], dest="data")  # doctest: +SKIP
+
+The names below are imported on first use (PEP 562): ``import downloader.testing`` or
+``import downloader.config`` does not load the engines' machinery, and the command line
+imports only what its run uses.
 """
 
-from downloader.api import Run, download
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from downloader.config import DEFAULT_CHUNK_SIZE, Config, EngineName, __version__
-from downloader.errors import (
-    BodyIncomplete,
-    ClusterError,
-    ConnectError,
-    DownloadError,
-    DownloaderError,
-    HTTPStatusError,
-    IntegrityError,
-    InvalidJob,
-    LocalIOError,
-    ManifestError,
-    PartBusy,
-    Refused,
-    RetriesExhausted,
-    StallTimeout,
-    TransferError,
-)
-from downloader.jobs import DONE_STATUSES, Job, Result, Status
-from downloader.progress import Summary
+
+if TYPE_CHECKING:
+    from downloader.api import Run, download
+    from downloader.errors import (
+        BodyIncomplete,
+        ClusterError,
+        ConnectError,
+        DownloadError,
+        DownloaderError,
+        HTTPStatusError,
+        IntegrityError,
+        InvalidJob,
+        LocalIOError,
+        ManifestError,
+        PartBusy,
+        Refused,
+        RetriesExhausted,
+        StallTimeout,
+        TransferError,
+    )
+    from downloader.jobs import DONE_STATUSES, Job, Result, Status
+    from downloader.progress import Summary
 
 __all__ = [
     "BodyIncomplete",
@@ -54,3 +65,27 @@ __all__ = [
     "__version__",
     "download",
 ]
+
+_EXPORTED_FROM = {
+    "api": ("Run", "download"),
+    "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "DownloadError", "DownloaderError", "HTTPStatusError",
+               "IntegrityError", "InvalidJob", "LocalIOError", "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
+               "StallTimeout", "TransferError"),
+    "jobs": ("DONE_STATUSES", "Job", "Result", "Status"),
+    "progress": ("Summary",),
+}
+"""The submodule that defines each name exported lazily: imported when one of its names is first asked for."""
+_LAZY = {name: module for module, names in _EXPORTED_FROM.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # asked once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

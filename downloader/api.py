@@ -17,7 +17,6 @@ from downloader.engines import get_engine
 from downloader.jobs import Job, Result
 from downloader.manifest import Manifest, ManifestError
 from downloader.progress import Progress, Summary
-from downloader.sharding import Shard, in_shard
 from downloader.sources import Entry, read_urls
 
 __all__ = ["Run", "download"]
@@ -60,6 +59,8 @@ class Run:
         """Fetch every entry (of ``config.shard`` only, when it is set). On KeyboardInterrupt the
         parts stay on disk and the interrupt propagates."""
         if self.config.shard is not None:
+            from downloader.sharding import Shard, in_shard
+
             entries = in_shard(entries, Shard(*self.config.shard), self.config.layout)
         return self._backend(entries)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,7 +34,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:  # imported where a connection is opened: a run without a manifest never loads SQLite
+    import sqlite3
 
 from downloader.errors import ManifestError  # defined with the package's other errors; imported from here too
 from downloader.jobs import DONE_STATUSES, Status
@@ -501,6 +503,8 @@ class Manifest:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    import sqlite3
+
     # isolation_level=None: we say BEGIN and COMMIT ourselves, and reads see the latest commit.
     # check_same_thread=False: the writer's connection is opened here and used by its thread,
     # and pooled readers move between threads, but never two threads at a time.
@@ -509,6 +513,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _open_for_writing(path: Path) -> sqlite3.Connection:
     """The write connection, in WAL mode, with the schema created and checked."""
+    import sqlite3
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = _connect(path)
@@ -537,6 +543,8 @@ def _switch_to_wal(db: sqlite3.Connection) -> str:
     or creating it at the same moment (two runs started together on one destination:
     1 start in 40 failed with three processes). So ask again for up to BUSY_TIMEOUT.
     """
+    import sqlite3
+
     deadline = time.monotonic() + BUSY_TIMEOUT
     pause = 0.005
     while True:
@@ -593,6 +601,8 @@ def _check_version(path: Path, db: sqlite3.Connection) -> None:
 
 def _open_for_reading(path: Path) -> sqlite3.Connection:
     """A read connection on the same file; query_only guards against a write slipping in."""
+    import sqlite3
+
     try:
         db = _connect(path)
         db.execute("PRAGMA query_only = ON")
@@ -627,6 +637,8 @@ class ManifestPreview:
     """
 
     def __init__(self, path: Path | None) -> None:
+        import sqlite3
+
         self.path = path
         self._db = _open_preview(path)
         try:
@@ -671,6 +683,8 @@ class ManifestPreview:
         self.close()
 
     def _rows(self, sql: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
+        import sqlite3
+
         try:
             rows: list[tuple[Any, ...]] = self._db.execute(sql, parameters).fetchall()
         except sqlite3.Error as error:
@@ -680,6 +694,8 @@ class ManifestPreview:
 
 def _open_preview(path: Path | None) -> sqlite3.Connection:
     """A connection that reads the manifest at ``path`` and can write nothing there (see ManifestPreview)."""
+    import sqlite3
+
     if path is not None and path.is_file():
         both = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
         uri = f"{path.absolute().as_uri()}?{'mode=ro' if both else 'immutable=1'}"
@@ -710,6 +726,8 @@ def read_records(path: Path) -> Iterator[Record]:
     Raises:
         sqlite3.Error: the file is not a readable manifest.
     """
+    import sqlite3
+
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         for row in db.execute(_SELECT):

@@ -30,7 +30,6 @@ cannot wait on together with a condition: blocked threads look at it every
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
@@ -38,10 +37,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypedDict, get_args
+from typing import TYPE_CHECKING, Literal, TypedDict, get_args
 
 from downloader.config import Config
 from downloader.hosts import host_key  # the key slots are counted by; re-exported for the engines
+
+if TYPE_CHECKING:  # imported where used: the threads engine never loads asyncio
+    import asyncio
 
 __all__ = [
     "MIN_BURST",
@@ -369,9 +371,13 @@ class AsyncPoliteness:
             return
         delay = self.bucket.reserve(n, self._clock())
         if delay > 0:
+            import asyncio
+
             await asyncio.sleep(delay)
 
     async def _acquire(self, host: str) -> None:
+        import asyncio
+
         # Someone already waiting goes first: a newcomer only tries when nobody is queued.
         if host not in self._queues:
             wait = self.policy.try_acquire(host, self._clock())
@@ -419,6 +425,8 @@ class AsyncPoliteness:
 
     def _watch(self, host: str, wait: float) -> None:
         """Call :meth:`_wake` when the host's pause ends; ``inf`` needs no timer (a release will)."""
+        import asyncio
+
         if math.isinf(wait) or host in self._timers:
             return  # an earlier timer wakes up, finds the pause longer, and sets a new one
         self._timers[host] = asyncio.get_running_loop().call_later(wait, self._pause_over, host)
