@@ -280,6 +280,17 @@ def test_a_file_that_refuses_splice_is_copied_instead(server: Server, tmp_path: 
     assert body("nosplice.bin", size) == path.read_bytes()
 
 
+def test_a_loop_that_still_reads_the_socket_is_caught(server: Server, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should aiohttp ever read the socket during the transfer (here: the pause is left
+    out), the bytes it took are missing from the file: RuntimeError, not a short count."""
+    path = tmp_path / "part"
+    monkeypatch.setattr(offloop, "_stop_loop_reading", lambda response, transport: None)
+
+    with pytest.raises(RuntimeError, match="no longer hold"):
+        asyncio.run(_fetch(server.file_url("unpaused.bin", 8 * 1024 * 1024), path, Probe(hashed=False), timeout=0.5))
+
+
 # -- when it must decline, having read nothing --------------------------------------
 
 

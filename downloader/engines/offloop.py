@@ -34,11 +34,18 @@ stretch on the loop, with no ``await`` between them):
 5. At the end, whatever happened, ``response.close()``: the connection, whose stream
    aiohttp no longer knows the position of, is closed, never put back in the pool.
    Until then it stays acquired, so the connector's limits still count it.
+6. Before that, a check that steps 2-3 held: aiohttp's count of body bytes received
+   (``content.total_bytes``) must not have moved while the thread read. If the loop
+   had read the socket, the file would miss those bytes: RuntimeError, a bug to
+   report, rather than a part that looks fine.
 
-aiohttp internals relied on (aiohttp 3.14.5 when written): that reads of
-``response.content`` are what resume a paused protocol, and that the parser's
-tail is re-fed by ``resume_reading``. Both are exercised by tests/test_offloop.py,
-which checks the file byte for byte after a deliberately paused parser.
+aiohttp internals relied on (aiohttp 3.14.5 when written): that only reads of
+``response.content`` resume a paused protocol, that the parser's tail is re-fed by
+``resume_reading`` (so draining collects it), that ``protocol.pause_reading()``
+exists, and that ``content.total_bytes`` counts the body bytes fed. Each is guarded
+at run time (a missing method or attribute skips only that courtesy or check, and
+step 3 verifies the pause itself) and exercised by tests/test_offloop.py, which
+checks files byte for byte after a deliberately paused parser.
 """
 
 from __future__ import annotations
@@ -61,10 +68,12 @@ import aiohttp
 __all__ = ["COPY_CHUNK", "SPLICE_CHUNK", "receive_off_loop"]
 
 SPLICE_CHUNK = 1 << 20
-"""Bytes moved per splice, and the pipe's size (1 MiB is Linux's unprivileged limit).
-Measured with bench/offloop_probe.py on loopback: 1 MiB ahead of 256 KiB."""
+"""Bytes moved per splice, and the pipe's size (1 MiB: Linux's unprivileged maximum).
+On loopback (bench/offloop_probe.py, 4 x 512 MiB from nginx) 64 KiB to 4 MiB were
+within the machine's noise of each other; the largest pipe means the fewest calls."""
 COPY_CHUNK = 1 << 20
-"""Size of the one reused buffer of a transfer whose bytes are also hashed."""
+"""Size of the one reused buffer of a transfer whose bytes are also hashed (256 KiB
+to 4 MiB were within noise too); it bounds the memory of a transfer."""
 _SLICE = 0.05
 """Seconds a waiting thread sleeps before it looks at its stop flag again."""
 _NO_FILE_SPLICE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
@@ -114,7 +123,12 @@ async def receive_off_loop(response: aiohttp.ClientResponse, fd: int, position: 
     Returns:
         The bytes written: ``length``, or fewer when the server closed (or reset) the
         connection early. Every byte received is in the file before anything is raised.
-        A cancelled task stops the thread, waits for it, and then re-raises.
+
+    Raises:
+        TimeoutError: no byte for ``timeout`` seconds (a stall).
+        OSError: from the file (disk full, ...); whatever on_count or on_bytes raise.
+        asyncio.CancelledError: once the thread, told to stop, has ended.
+        RuntimeError: aiohttp read the socket meanwhile (step 6 of the module docstring): a bug, the part is corrupt.
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout!r}")
@@ -123,9 +137,21 @@ async def receive_off_loop(response: aiohttp.ClientResponse, fd: int, position: 
         return None
     try:
         job = _claim(response, transport, fd, position, length, timeout, on_bytes, on_count)
-        return await _run_in_thread(job)
+        received = _received(response)
+        try:
+            return await _run_in_thread(job)
+        finally:
+            if _received(response) != received:  # step 6 of the module docstring
+                raise RuntimeError("aiohttp read body bytes from the socket during an off-loop transfer: "
+                                   "the part is corrupt; offloop's assumptions no longer hold")
     finally:
         response.close()
+
+
+def _received(response: aiohttp.ClientResponse) -> int | None:
+    """Body bytes aiohttp has received so far (None if it stops telling)."""
+    total = getattr(response.content, "total_bytes", None)
+    return total if isinstance(total, int) else None
 
 
 def _plain_transport(response: aiohttp.ClientResponse, fd: int, length: int) -> asyncio.Transport | None:
@@ -158,22 +184,25 @@ def _claim(response: aiohttp.ClientResponse, transport: asyncio.Transport, fd: i
            timeout: float, on_bytes: OnBytes | None, on_count: OnCount) -> _Job:
     """Take what aiohttp buffered and stop the loop reading the socket; the thread's job.
 
+    The descriptors are duplicated first, so that nothing can fail once bytes are taken.
     Synchronous on purpose: nothing may run on the loop between the drain and the pause.
     """
-    head = _drain(response.content, length)
-    sock: socket.socket | None = None
-    if not response.content.is_eof() and len(head) < length:
-        # A duplicate: ours stays valid (and this number unused by others) even if aiohttp closes its own.
-        sock = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
-        sock.setblocking(False)  # it already is: the flag is shared with the transport
-        _stop_loop_reading(response, transport)
+    file_fd = os.dup(fd)
     try:
-        file_fd = os.dup(fd)
+        # Ours stays valid (and its number unused by other files) even if aiohttp closes its own.
+        sock = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
     except BaseException:
-        if sock is not None:
-            sock.close()
+        os.close(file_fd)
         raise
-    return _Job(sock=sock, fd=file_fd, position=position, length=length, head=head, timeout=timeout,
+    sock.setblocking(False)  # it already is (the flag is shared with the transport): never make it blocking
+    head = _drain(response.content, length)
+    reader: socket.socket | None = sock
+    if response.content.is_eof() or len(head) >= length:
+        sock.close()  # all there already: the socket is not read (aiohttp may even have pooled it, cleanly)
+        reader = None
+    else:
+        _stop_loop_reading(response, transport)
+    return _Job(sock=reader, fd=file_fd, position=position, length=length, head=head, timeout=timeout,
                 on_bytes=on_bytes, on_count=on_count, stop=threading.Event())
 
 
