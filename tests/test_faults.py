@@ -32,6 +32,18 @@ SIZES = [pytest.param(300_000, id="streamed"), pytest.param(20_000, id="small")]
 """A body streamed through the part with a state file, and one small enough to be stored in one trip."""
 
 
+@pytest.fixture(params=["asyncio", "asyncio-offloop", "threads"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both engines, and the asyncio engine once more with every streamed body read off the
+    event loop (engines/offloop.py; in a run only bodies of OFF_LOOP_MIN bytes are)."""
+    if request.param == "asyncio-offloop":
+        from downloader.engines import aio
+
+        monkeypatch.setattr(aio, "OFF_LOOP_MIN", 1)
+        return "asyncio"
+    return str(request.param)
+
+
 @pytest.fixture
 def config(config: Config) -> Config:
     """The shared quick configuration, with 256 KiB chunks so that one chunk of slack stays small beside the files."""
