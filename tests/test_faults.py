@@ -33,15 +33,32 @@ SIZES = [pytest.param(300_000, id="streamed"), pytest.param(20_000, id="small")]
 
 
 @pytest.fixture(params=["asyncio", "asyncio-offloop", "threads"])
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def variant(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both engines, and the asyncio engine once more with every streamed body read off the
     event loop (engines/offloop.py; in a run only bodies of OFF_LOOP_MIN bytes are)."""
     if request.param == "asyncio-offloop":
         from downloader.engines import aio
 
         monkeypatch.setattr(aio, "OFF_LOOP_MIN", 1)
-        return "asyncio"
     return str(request.param)
+
+
+@pytest.fixture
+def engine(variant: str) -> str:
+    return "threads" if variant == "threads" else "asyncio"
+
+
+@pytest.fixture(scope="module")
+def offloop_server() -> Iterator[Server]:
+    """The off-loop variant's own server: its paths (named after the engine) and logs
+    would otherwise mix with the plain asyncio variant's."""
+    with Server() as running:
+        yield running
+
+
+@pytest.fixture
+def server(variant: str, server: Server, offloop_server: Server) -> Server:
+    return offloop_server if variant == "asyncio-offloop" else server
 
 
 @pytest.fixture
