@@ -10,8 +10,9 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import aiohttp
@@ -63,6 +64,24 @@ class Probe:
         """receive_off_loop with this probe's callbacks."""
         return await receive_off_loop(response, fd, position, length, timeout=timeout,
                                       on_bytes=self.on_bytes if self.hashed else None, on_count=self.on_count)
+
+
+def _cancelled_after(fetching: Coroutine[Any, Any, Outcome], probe: Probe, *, counted: int = 0,
+                     settle: float = 0.0) -> float:
+    """Run ``fetching``, cancel it once ``counted`` bytes were told and ``settle`` seconds more
+    have passed; the seconds the cancellation took to return."""
+    async def run() -> float:
+        task = asyncio.create_task(fetching)
+        while sum(probe.counts) < counted:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(settle)
+        cancelled_at = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - cancelled_at
+
+    return asyncio.run(run())
 
 
 def _offloop_threads() -> list[threading.Thread]:
@@ -191,17 +210,7 @@ def test_cancellation_stops_the_thread_and_leaves_exactly_the_counted_bytes(serv
     url = server.file_url("slow.bin", size, Rule(rate=2_000_000))
     probe = Probe(hashed=mode == "copy")
 
-    async def run() -> float:
-        task = asyncio.create_task(_fetch(url, path, probe))
-        while sum(probe.counts) < 400_000:
-            await asyncio.sleep(0.02)
-        cancelled_at = time.monotonic()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return time.monotonic() - cancelled_at
-
-    took = asyncio.run(run())
+    took = _cancelled_after(_fetch(url, path, probe), probe, counted=400_000)
 
     assert took < 1.0
     assert [] == _offloop_threads()
@@ -225,16 +234,7 @@ def test_cancellation_stops_a_thread_that_never_waits(server: Server, tmp_path: 
 
     probe = Slow(hashed=mode == "copy")
 
-    async def run() -> float:
-        task = asyncio.create_task(_fetch(server.file_url("fast.bin", size), path, probe))
-        await asyncio.sleep(0.3)
-        cancelled_at = time.monotonic()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return time.monotonic() - cancelled_at
-
-    took = asyncio.run(run())
+    took = _cancelled_after(_fetch(server.file_url("fast.bin", size), path, probe), probe, settle=0.3)
 
     assert took < 0.5
     told = sum(probe.counts)
@@ -248,18 +248,7 @@ def test_cancellation_of_a_stalled_read_is_prompt(server: Server, tmp_path: Path
     url = server.file_url("silent.bin", 1024 * 1024, Rule(stall_after=100_000))
     probe = Probe(hashed=False)
 
-    async def run() -> float:
-        task = asyncio.create_task(_fetch(url, path, probe, timeout=30))
-        while sum(probe.counts) < 100_000:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)
-        cancelled_at = time.monotonic()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return time.monotonic() - cancelled_at
-
-    took = asyncio.run(run())
+    took = _cancelled_after(_fetch(url, path, probe, timeout=30), probe, counted=100_000, settle=0.2)
 
     assert took < 0.5
     assert [] == _offloop_threads()
