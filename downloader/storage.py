@@ -160,7 +160,8 @@ class Part:
                     self.save_state(step.state)
             elif hasher is not None:
                 self.hash_into(hasher, step.offset)
-            os.lseek(self.fd, step.offset, os.SEEK_SET)
+            if not step.whole:  # a whole body is written with pwrite at 0: no position to set
+                os.lseek(self.fd, step.offset, os.SEEK_SET)
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
 
