@@ -179,7 +179,9 @@ class Dispatcher:
             path = self._path_for(entry, record)
             # The file's own names are checked by the one lstat of existing_result and by
             # the writer's O_NOFOLLOW opens: no lstat here for what those calls see anyway.
-            naming.check_inside(self._dest, path, job=entry, names=False)
+            # A flat name from the URL is one safe component: no directory on the way.
+            if entry.out is not None or self._config.layout != "flat" or (record is not None and record.path):
+                naming.check_inside(self._dest, path, job=entry, names=False)
             present = self._present(entry, path)
         except DownloadError as error:
             return self._settle_now(failed_result(entry.url, error, entry.origin, job=entry))

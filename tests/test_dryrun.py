@@ -291,9 +291,16 @@ def test_memory_does_not_grow_with_the_list(tmp_path: Path, with_manifest: bool)
         finally:
             tracemalloc.stop()
 
-    small, large = peak(500), peak(5000)
+    # tracemalloc counts every thread: a server thread of an earlier test cleaning up can
+    # allocate during one measure, so the least of three tries is the plan's own growth.
+    growths = []
+    for _ in range(3):
+        small, large = peak(500), peak(5000)
+        growths.append(large - small)
+        if growths[-1] < 64 * 1024:
+            break
 
-    assert large - small < 64 * 1024, (small, large)  # 50 bytes kept per line would be 225 KiB
+    assert min(growths) < 64 * 1024, growths  # 50 bytes kept per line would be 225 KiB
 
 
 # --- the manifest as the dry run reads it --------------------------------------------------
