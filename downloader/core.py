@@ -43,6 +43,7 @@ __all__ = [
     "plan_segments",
     "segment_fits",
     "segment_request",
+    "with_cookie",
     "parse_http_date",
     "parse_retry_after",
     "plan_request",
@@ -245,6 +246,15 @@ def request_headers(url: str, *, origin: str, options: RequestOptions) -> dict[s
         token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode("ascii")
         headers["Authorization"] = f"Basic {token}"
     return headers
+
+
+def with_cookie(request: Request, cookies: str) -> Request:
+    """``request`` with ``cookies`` (a jar's Cookie value) added: after a -H Cookie already
+    there (one header, RFC 6265 §5.4), else as the Cookie header."""
+    headers = dict(request.headers)
+    name = next((key for key in headers if key.lower() == "cookie"), "Cookie")
+    headers[name] = f"{headers[name]}; {cookies}" if headers.get(name) else cookies
+    return dataclasses.replace(request, headers=headers)
 
 
 _CARRIED = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
