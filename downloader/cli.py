@@ -355,6 +355,8 @@ def _cookie_options(args: argparse.Namespace) -> dict[str, Any]:
         if args.dask is not None:
             raise UsageError("--save-cookies cannot be used with --dask: each worker has a jar of its own")
         options["save_cookies"] = Path(args.save_cookies)
+        if not options["save_cookies"].parent.is_dir():
+            raise UsageError(f"cannot write cookies file {args.save_cookies}: no directory {options['save_cookies'].parent}")
         if args.processes is None:
             options["processes"] = 1  # one jar for the run, the one saved
     return options

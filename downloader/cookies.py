@@ -21,6 +21,7 @@ import email.message
 import http.cookiejar
 import io
 import ipaddress
+import logging
 import os
 import re
 import tempfile
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from downloader.config import Config
 
 __all__ = ["CookieStore", "Cookies", "CookiesFileError", "read_file", "run_cookies"]
+
+log = logging.getLogger(__name__)
 
 _MAGIC = "# Netscape HTTP Cookie File\n"
 """The first line http.cookiejar insists on; wget writes another ("# HTTP cookie file."), some exporters none."""
@@ -227,4 +230,7 @@ def run_cookies(config: Config) -> Iterator[CookieStore]:
         yield store
     finally:
         if config.save_cookies is not None:
-            store.save(config.save_cookies)
+            try:
+                store.save(config.save_cookies)
+            except OSError as exc:  # the downloads are done; only the jar is lost, as a manifest's end
+                log.error("cannot write cookies file %s: %s", config.save_cookies, exc.strerror or exc)

@@ -273,3 +273,23 @@ def Run_one(config: Config, url: str) -> list[Result]:  # noqa: N802 - reads as 
     results: list[Result] = []
     Run(config, on_result=results.append)(read_urls([url]))
     return results
+
+
+def test_cli_save_cookies_into_a_missing_directory_is_a_usage_error(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["--save-cookies", str(tmp_path / "nowhere" / "c.txt"), "-d", str(tmp_path / "out"),
+                   "http://127.0.0.1:1/x"])
+
+    assert 2 == status
+    assert "cannot write cookies file" in capsys.readouterr().err
+
+
+def test_cookies_file_that_cannot_be_written_at_the_end_is_logged(hosts: Hosts, login_config: Config, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A jar that cannot be saved (its directory gone by the end) is an error in the log; the results stand."""
+    config = dataclasses.replace(login_config, save_cookies=tmp_path / "gone" / "c.txt")
+
+    [result] = Run_one(config, hosts.url(DATA, "/data/a.bin"))
+
+    assert Status.DOWNLOADED == result.status
+    assert "cannot write cookies file" in caplog.text
