@@ -138,7 +138,10 @@ class CookieStore:
         if not set_cookies:
             return
         with self._lock:
-            self._jar.extract_cookies(_Answer(set_cookies), urllib.request.Request(url))  # type: ignore[arg-type]
+            try:
+                self._jar.extract_cookies(_Answer(set_cookies), urllib.request.Request(url))  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - a server's bytes: an unreadable cookie is dropped, as browsers do
+                log.info("%s: Set-Cookie ignored: %r", url, exc)
             self._empty = not len(self._jar)
 
     def cookies(self) -> list[http.cookiejar.Cookie]:
