@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from downloader.errors import CookiesFileError
+
 if TYPE_CHECKING:
     from downloader.config import Config
 
@@ -52,10 +54,6 @@ class Cookies(Protocol):
 
     def store(self, url: str, set_cookies: Sequence[str]) -> None:
         """Keep what the ``Set-Cookie`` values of an answer from ``url`` allow."""
-
-
-class CookiesFileError(ValueError):
-    """A cookies file that cannot be read: the message names the file (and the line)."""
 
 
 class _Policy(http.cookiejar.DefaultCookiePolicy):
