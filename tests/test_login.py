@@ -293,3 +293,17 @@ def test_cookies_file_that_cannot_be_written_at_the_end_is_logged(hosts: Hosts, 
 
     assert Status.DOWNLOADED == result.status
     assert "cannot write cookies file" in caplog.text
+
+
+def test_every_engine_process_loads_the_cookies(hosts: Hosts, login_config: Config, tmp_path: Path) -> None:
+    """With processes=2 each engine process starts from the --load-cookies file: no login anywhere."""
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text(f"{DATA}\tFALSE\t/\tFALSE\t0\tsession\t{SESSION}\n")
+    config = dataclasses.replace(login_config, load_cookies=cookies, processes=2, concurrency=2)
+    urls = [hosts.url(DATA, f"/data/p{i}.bin") for i in range(8)]
+    results: list[Result] = []
+
+    Run(config, on_result=results.append)(read_urls(urls))
+
+    assert [Status.DOWNLOADED] * 8 == [result.status for result in results]
+    assert [] == hosts.seen(LOGIN)
