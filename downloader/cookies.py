@@ -174,7 +174,7 @@ def read_file(path: Path) -> http.cookiejar.CookieJar:
         CookiesFileError: the file cannot be read, or a line is not a cookie.
     """
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")  # -sig: a BOM some Windows exporters write
     except OSError as exc:
         raise CookiesFileError(f"cannot read cookies file {path}: {exc.strerror or exc}") from exc
     lines = [_normal_line(line, path, number) for number, line in enumerate(text.splitlines(), 1)]

@@ -107,6 +107,14 @@ def test_read_file_without_header_and_inconsistent_flag(tmp_path):
     assert "k=v" == CookieStore(read_file(path)).header_for("http://sub.example.test/")
 
 
+def test_read_file_with_a_bom_and_crlf_line_ends(tmp_path):
+    """A file saved on Windows: a byte-order mark and CRLF line ends."""
+    path = tmp_path / "cookies.txt"
+    path.write_bytes(f"\ufeff# Netscape HTTP Cookie File\r\n127.0.0.1\tFALSE\t/\tFALSE\t{LATER}\tk\tv\r\n".encode())
+
+    assert "k=v" == CookieStore(read_file(path)).header_for(f"{DATA}/")
+
+
 def test_expired_cookie_in_a_file_is_not_loaded(tmp_path):
     path = write(tmp_path, "# Netscape HTTP Cookie File", "127.0.0.1\tFALSE\t/\tFALSE\t1000\told\t1")
 
