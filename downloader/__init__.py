@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         BodyIncomplete,
         ClusterError,
         ConnectError,
+        CookiesFileError,
         DownloadError,
         DownloaderError,
         HTTPStatusError,
@@ -42,6 +43,7 @@ __all__ = [
     "ClusterError",
     "Config",
     "ConnectError",
+    "CookiesFileError",
     "DEFAULT_CHUNK_SIZE",
     "DONE_STATUSES",
     "DownloadError",
@@ -68,7 +70,7 @@ __all__ = [
 
 _EXPORTED_FROM = {
     "api": ("Run", "download"),
-    "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "DownloadError", "DownloaderError", "HTTPStatusError",
+    "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError", "HTTPStatusError",
                "IntegrityError", "InvalidJob", "LocalIOError", "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
                "StallTimeout", "TransferError"),
     "jobs": ("DONE_STATUSES", "Job", "Result", "Status"),

@@ -44,6 +44,8 @@ class Run:
         self.config = config
         self._backend: _Backend
         if dask is not None:
+            if config.save_cookies is not None:
+                raise ValueError("save_cookies cannot be used with dask: each worker has a jar of its own")
             from downloader.cluster import ClusterRun  # the optional extra, only when asked for
 
             self._backend = ClusterRun(config, dask, on_result=on_result, stream=stream, list_failures=list_failures)

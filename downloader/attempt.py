@@ -26,7 +26,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,8 @@ from downloader.jobs import Job, Result, Status
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from downloader.cookies import Cookies
 
 __all__ = ["SMALL_BODY", "Attempt", "Finish", "Send", "Split", "Step", "Write", "request_options"]
 
@@ -101,7 +103,8 @@ def request_options(config: Config) -> core.RequestOptions:
 class Attempt:
     """The protocol side of one attempt at ``job``: requests, answers, what arrived."""
 
-    def __init__(self, job: Job, config: Config, *, current: Validators | None = None) -> None:
+    def __init__(self, job: Job, config: Config, *, current: Validators | None = None,
+                 cookies: Cookies | None = None) -> None:
         self.job = job
         self.config = config
         self.current = current
@@ -123,6 +126,8 @@ class Attempt:
         self._restarts = 0
         self._split_refused = False
         self._meter: core.LowSpeedMeter | None = None
+        self._cookies = cookies
+        """The run's jar: asked on every request, told every Set-Cookie (None: no cookies)."""
 
     # -- requests and answers ------------------------------------------------------------
 
@@ -136,20 +141,24 @@ class Attempt:
         self.state = usable
         if usable is not None and usable.segments is not None:
             return Split(usable, first=False)
-        self.request = core.plan_request(self.job.url, have=have if usable else 0, state=usable,
-                                         options=self._options, current=self.current)
+        self.request = self._with_cookies(core.plan_request(self.job.url, have=have if usable else 0, state=usable,
+                                                            options=self._options, current=self.current))
         return Send(self.request)
 
-    def answer(self, status: int, headers: Mapping[str, str]) -> Step:
-        """What to do with the answer to the last request.
+    def answer(self, status: int, headers: Mapping[str, str], set_cookies: Sequence[str] = ()) -> Step:
+        """What to do with the answer to the last request; ``set_cookies``: each of its
+        ``Set-Cookie`` values (a mapping holds one), kept whatever the status (a login's
+        302 sets the session).
 
         Raises:
             DownloadError: the answer ends the attempt (see core.judge, core.follow_redirect).
         """
         assert self.request is not None
+        if self._cookies is not None and set_cookies:
+            self._cookies.store(self.request.url, set_cookies)
         if status in core.REDIRECT_STATUSES:
-            self.request = core.follow_redirect(self.request, headers, max_redirects=self.config.max_redirects,
-                                                options=self._options)
+            self.request = self._with_cookies(core.follow_redirect(
+                self.request, headers, max_redirects=self.config.max_redirects, options=self._options))
             return Send(self.request)
         decision = core.judge(self.request, status, headers, job=self.job, state=self.state,
                               max_filesize=self.config.max_filesize)
@@ -197,8 +206,14 @@ class Attempt:
 
     def _from_zero(self) -> Send:
         self.state = None
-        self.request = core.plan_request(self.job.url, have=0, state=None, options=self._options, current=self.current)
+        self.request = self._with_cookies(core.plan_request(self.job.url, have=0, state=None, options=self._options,
+                                                            current=self.current))
         return Send(self.request, discard=True)
+
+    def _with_cookies(self, request: Request) -> Request:
+        """``request`` with the jar's cookies for its URL, after any -H Cookie (kept for the origin's host)."""
+        found = self._cookies.header_for(request.url) if self._cookies is not None else None
+        return core.with_cookie(request, found) if found else request
 
     # -- the body ------------------------------------------------------------------------
 
@@ -236,11 +251,15 @@ class Attempt:
         assert self.state is not None
         # The URL the first answer came from, after its redirects (the job's URL on a resume).
         url = self.request.url if self.request else self.job.url
-        return core.segment_request(url, start, end, self.state, self._options, origin=self.job.url)
+        return self._with_cookies(core.segment_request(url, start, end, self.state, self._options, origin=self.job.url))
 
-    def segment_fits(self, request: Request, status: int, headers: Mapping[str, str], end: int) -> bool:
-        """Whether the answer to a segment request is that range of the same file."""
+    def segment_fits(self, request: Request, status: int, headers: Mapping[str, str], end: int,
+                     set_cookies: Sequence[str] = ()) -> bool:
+        """Whether the answer to a segment request is that range of the same file (its
+        ``set_cookies`` are kept, as for any answer)."""
         assert self.state is not None
+        if self._cookies is not None and set_cookies:
+            self._cookies.store(request.url, set_cookies)
         return core.segment_fits(request, status, headers, end=end, state=self.state)
 
     def split_ended(self, served: bool, received: int) -> Send | Finish:

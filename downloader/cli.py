@@ -24,6 +24,7 @@ from typing import IO, Any, TypeVar
 from downloader.amounts import parse_amount
 from downloader.api import Run
 from downloader.config import Config, __version__, default_processes
+from downloader.cookies import CookiesFileError, read_file
 from downloader.errors import ClusterError, ManifestError
 from downloader.jobs import Result
 from downloader.manifest import default_path, status_report
@@ -128,7 +129,13 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     requests_.add_argument("--no-proxy", action="store_true", help="ignore HTTP_PROXY, HTTPS_PROXY and NO_PROXY")
     requests_.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     requests_.add_argument("--ca-bundle", metavar="FILE", help="verify TLS certificates against the CAs in FILE")
-    requests_.add_argument("--max-redirects", type=_count, default=10, metavar="N", help="redirect hops allowed (default 10)")
+    requests_.add_argument("--max-redirects", type=_count, default=10, metavar="N",
+                           help="redirect hops allowed, whatever URLs repeat (default 10)")
+    requests_.add_argument("--load-cookies", metavar="FILE",
+                           help="start with the cookies of a Netscape cookies.txt (curl -c, wget --save-cookies)")
+    requests_.add_argument("--save-cookies", metavar="FILE",
+                           help="write the run's cookies to FILE at the end, session cookies too "
+                                "(one engine process: --processes defaults to 1, not with --dask)")
     requests_.add_argument("--max-filesize", type=_amount, metavar="BYTES",
                            help="refuse bodies larger than this, announced or received (suffixes k, M, G, T)")
 
@@ -320,6 +327,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "limit_rate": args.limit_rate,
         "processes": args.processes,
         "shard": args.shard,
+        **_cookie_options(args),
     }
     if args.user_agent is not None:
         options["user_agent"] = args.user_agent
@@ -331,6 +339,26 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         found = urllib.request.getproxies_environment()
         options["proxies"] = tuple((k, v) for k, v in found.items() if k in ("http", "https", "all"))
         options["no_proxy"] = found.get("no", "")
+    return options
+
+
+def _cookie_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--load-cookies (read once here, so that a bad file is a usage error) and --save-cookies."""
+    options: dict[str, Any] = {}
+    if args.load_cookies is not None:
+        try:
+            read_file(Path(args.load_cookies))
+        except CookiesFileError as exc:
+            raise UsageError(str(exc)) from exc
+        options["load_cookies"] = Path(args.load_cookies)
+    if args.save_cookies is not None:
+        if args.dask is not None:
+            raise UsageError("--save-cookies cannot be used with --dask: each worker has a jar of its own")
+        options["save_cookies"] = Path(args.save_cookies)
+        if not options["save_cookies"].parent.is_dir():
+            raise UsageError(f"cannot write cookies file {args.save_cookies}: no directory {options['save_cookies'].parent}")
+        if args.processes is None:
+            options["processes"] = 1  # one jar for the run, the one saved
     return options
 
 

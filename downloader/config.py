@@ -72,7 +72,12 @@ class Config:
     ca_bundle: Path | None = None
     """A file of CA certificates to verify against instead of the system's."""
     max_redirects: int = 10
-    """Redirect hops allowed per request."""
+    """Redirect hops allowed per request; a URL may come back in a chain (login flows do)."""
+    load_cookies: Path | None = None
+    """A Netscape cookies.txt (curl -c, wget --save-cookies, browser exporters) to start the run's jar with."""
+    save_cookies: Path | None = None
+    """Where to write the run's jar at its end, session cookies too; needs ``processes=1``
+    (each engine process has a jar of its own)."""
     max_filesize: int | None = None
     """Refuse bodies larger than this many bytes, announced or received."""
     layout: Literal["flat", "mirror"] = "flat"
@@ -123,6 +128,9 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dest", Path(self.dest))
+        for name in ("load_cookies", "save_cookies"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         _require(self.layout in ("flat", "mirror"), f"layout must be 'flat' or 'mirror', not {self.layout!r}")
         if self.engine not in ("asyncio", "threads"):
             raise ValueError(f"engine must be 'asyncio' or 'threads', not {self.engine!r}")
@@ -141,6 +149,8 @@ class Config:
         _require(self.max_redirects >= 0, f"max_redirects must not be negative, not {self.max_redirects}")
         _require(self.max_filesize is None or self.max_filesize >= 0, f"max_filesize must not be negative, not {self.max_filesize}")
         _require(self.processes is None or self.processes >= 1, f"processes must be at least 1, not {self.processes}")
+        _require(self.save_cookies is None or self.processes == 1,
+                 f"save_cookies needs processes=1, not {self.processes}: each engine process has a jar of its own")
         _require(self.shard is None or 1 <= self.shard[0] <= self.shard[1],
                  f"shard must be (K, N) with 1 <= K <= N, not {self.shard}")
         _require(self.max_wait >= 0, f"max_wait must not be negative, not {self.max_wait}")

@@ -43,6 +43,7 @@ __all__ = [
     "plan_segments",
     "segment_fits",
     "segment_request",
+    "with_cookie",
     "parse_http_date",
     "parse_retry_after",
     "plan_request",
@@ -247,6 +248,15 @@ def request_headers(url: str, *, origin: str, options: RequestOptions) -> dict[s
     return headers
 
 
+def with_cookie(request: Request, cookies: str) -> Request:
+    """``request`` with ``cookies`` (a jar's Cookie value) added: after a -H Cookie already
+    there (one header, RFC 6265 §5.4), else as the Cookie header."""
+    headers = dict(request.headers)
+    name = next((key for key in headers if key.lower() == "cookie"), "Cookie")
+    headers[name] = f"{headers[name]}; {cookies}" if headers.get(name) else cookies
+    return dataclasses.replace(request, headers=headers)
+
+
 _CARRIED = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
 """Request headers that describe what is asked of the resource, not of the host: kept on a redirect."""
 
@@ -262,7 +272,8 @@ def follow_redirect(request: Request, headers: Mapping[str, str], *, max_redirec
     (it is the same resource asked for elsewhere); credentials are rebuilt for the new host.
 
     Raises:
-        Refused: no Location, another scheme than http(s), a loop, or too many hops.
+        Refused: no Location, another scheme than http(s), or more than ``max_redirects``
+            hops (a URL may come back in a chain: only the limit ends it).
     """
     location = headers.get("Location")
     if not location:
@@ -271,13 +282,21 @@ def follow_redirect(request: Request, headers: Mapping[str, str], *, max_redirec
     scheme = urllib.parse.urlsplit(target).scheme.lower()
     if scheme not in ("http", "https"):
         raise Refused(request.origin, f"redirect to an unsupported scheme {scheme!r}: {target}")
-    if target == request.url or target in request.hops:
-        raise Refused(request.origin, f"redirect loop: {request.url} -> {target}")
+    # Only the hop limit ends a chain, as in curl and wget: a URL seen twice is no loop
+    # when a cookie set on the way makes the second visit different (logins do that).
     if len(request.hops) >= max_redirects:
-        raise Refused(request.origin, f"more than {max_redirects} redirects (last to {target})")
+        chain = _chain(request.hops + (request.url, target))
+        raise Refused(request.origin, f"more than {max_redirects} redirects: {chain}")
     fresh = request_headers(target, origin=request.origin, options=options)
     fresh.update({name: value for name, value in request.headers.items() if name in _CARRIED})
     return Request(target, fresh, request.offset, request.origin, request.hops + (request.url,))
+
+
+def _chain(urls: tuple[str, ...], most: int = 8) -> str:
+    """A redirect chain for a reason: every URL, or its first and last ones around "..."."""
+    if len(urls) > most:
+        urls = urls[:most // 2] + ("...",) + urls[-(most // 2):]
+    return " -> ".join(urls)
 
 
 def proxy_for(url: str, proxies: Mapping[str, str], no_proxy: str) -> str | None:

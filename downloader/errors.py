@@ -17,6 +17,7 @@
     │   ├── IntegrityError              size or sha256 mismatch after the body: .expected, .actual
     │   └── RetriesExhausted            .attempts; raised ``from`` the last TransferError
     ├── ManifestError                   the manifest cannot be used: .path, .reason
+    ├── CookiesFileError                a --load-cookies file that is not one (names the file and line; also ValueError)
     └── ClusterError                    the Dask cluster cannot be used: bad address, no scheduler, no worker
 
 A :class:`DownloadError` ends one URL as a failed result; a run goes on. A
@@ -38,6 +39,7 @@ import os
 __all__ = [
     "BodyIncomplete",
     "ClusterError",
+    "CookiesFileError",
     "ConnectError",
     "DownloadError",
     "DownloaderError",
@@ -163,6 +165,11 @@ class ManifestError(DownloaderError):
 
     def __str__(self) -> str:
         return f"manifest {self.path}: {self.reason}"
+
+
+class CookiesFileError(DownloaderError, ValueError):
+    """A cookies file that cannot be read, or a line of it that is not a cookie: the message names
+    the file (and the line). Raised when a run starts, before any transfer."""
 
 
 class ClusterError(DownloaderError):

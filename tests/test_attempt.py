@@ -345,15 +345,45 @@ def test_no_redirect_allowed_with_max_redirects_zero():
 
 
 @pytest.mark.parametrize("chain", [pytest.param([URL], id="to-itself"), pytest.param([CDN, URL], id="back-to-origin")])
-def test_url_seen_twice_in_a_chain_is_refused_as_a_loop(chain):
-    """Today a URL seen twice in one chain (even a redirect to itself) is Refused as a loop."""
-    a = attempt()
-    a.begin(0, None)
-    for location in chain[:-1]:
-        a.answer(302, moved(location))
+def test_url_seen_twice_in_a_chain_is_followed(chain):
+    """A URL seen twice in one chain is followed (a login flow comes back to the data URL),
+    with the same method, range and credential rules as any hop."""
+    a = attempt(user=("ann", "pw"))
+    a.begin(HAVE, SAVED)
+    for location in chain:
+        step = a.answer(302, moved(location))
 
-    with pytest.raises(Refused, match="redirect loop"):
-        a.answer(302, moved(chain[-1]))
+    assert isinstance(step, Send) and URL == step.request.url
+    assert f"bytes={HAVE}-" == step.request.headers["Range"] and ETAG == step.request.headers["If-Range"]
+    assert basic("ann", "pw") == step.request.headers["Authorization"]
+    assert isinstance(a.answer(206, partial()), Write)
+
+
+def test_true_loop_costs_the_hop_limit_and_names_the_chain():
+    """A -> B -> A -> ... is followed --max-redirects times, then Refused with the chain in the reason."""
+    a = attempt(max_redirects=3)
+    a.begin(0, None)
+    sent = [a.answer(302, moved(location)).request.url for location in (CDN, URL, CDN)]
+
+    with pytest.raises(Refused) as raised:
+        a.answer(302, moved(URL))
+
+    assert [CDN, URL, CDN] == sent
+    assert f"more than 3 redirects: {URL} -> {CDN} -> {URL} -> {CDN} -> {URL}" in str(raised.value)
+
+
+def test_a_long_chain_is_shortened_in_the_reason():
+    """With a high limit the reason shows the chain's first and last URLs around "..."."""
+    a = attempt(max_redirects=20)
+    a.begin(0, None)
+    for i in range(20):
+        a.answer(302, moved(f"http://h.test/{i}"))
+
+    with pytest.raises(Refused) as raised:
+        a.answer(302, moved("http://h.test/20"))
+
+    assert f"more than 20 redirects: {URL} -> http://h.test/0 -> http://h.test/1 -> http://h.test/2 -> ... -> " \
+           "http://h.test/17 -> http://h.test/18 -> http://h.test/19 -> http://h.test/20" in str(raised.value)
 
 
 def test_state_after_a_redirect_is_for_the_job_url():

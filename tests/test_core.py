@@ -13,14 +13,17 @@ from downloader.core import (
     Action,
     Decision,
     Request,
+    RequestOptions,
     ResumeState,
     check_complete,
+    follow_redirect,
     judge,
     parse_content_range,
     parse_retry_after,
     plan_request,
+    with_cookie,
 )
-from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError
+from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, Refused
 from downloader.jobs import Job
 
 URL = "http://example.test/data/f.bin"
@@ -549,3 +552,39 @@ def test_resume_state_from_headers_reads_validators():
     """from_headers takes ETag and Last-Modified from the response and the given size."""
     state = ResumeState.from_headers(URL, headers(ETag='"e"', Last_Modified=LM), 42)
     assert state == ResumeState(URL, '"e"', LM, 42)
+
+
+# -- follow_redirect and with_cookie -----------------------------------------------------------
+
+A, B = "http://a.test/f", "http://b.test/login"
+OPTIONS = RequestOptions("ua", (("Cookie", "h=0"),), None, {})
+
+
+def test_follow_redirect_follows_a_url_seen_before_with_its_range():
+    """A chain may come back to a URL it visited: followed, the Range kept, the hops recorded."""
+    first = Request(A, {"Range": "bytes=5-", "Cookie": "h=0"}, 5, A)
+
+    away = follow_redirect(first, {"Location": B}, max_redirects=10, options=OPTIONS)
+    back = follow_redirect(away, {"Location": A}, max_redirects=10, options=OPTIONS)
+
+    assert (A, (A, B), 5) == (back.url, back.hops, back.offset)
+    assert "bytes=5-" == back.headers["Range"] and "h=0" == back.headers["Cookie"]
+    assert "Cookie" not in away.headers
+
+
+def test_follow_redirect_stops_at_the_limit_naming_the_chain():
+    request = Request(A, {}, 0, A, (A, B))
+
+    with pytest.raises(Refused, match=rf"more than 2 redirects: {A} -> {B} -> {A} -> {B}$"):
+        follow_redirect(request, {"Location": B}, max_redirects=2, options=OPTIONS)
+
+
+@pytest.mark.parametrize("headers, expected", [
+    pytest.param({}, {"Cookie": "j=1"}, id="alone"),
+    pytest.param({"cookie": "h=0"}, {"cookie": "h=0; j=1"}, id="after-a-header-cookie"),
+])
+def test_with_cookie_adds_the_jar_cookies_in_one_header(headers, expected):
+    request = Request(A, dict(headers), 0, A)
+
+    assert expected == with_cookie(request, "j=1").headers
+    assert headers == request.headers  # the request itself is not changed

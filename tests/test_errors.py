@@ -15,6 +15,7 @@ from downloader.errors import (
     BodyIncomplete,
     ClusterError,
     ConnectError,
+    CookiesFileError,
     DownloaderError,
     DownloadError,
     HTTPStatusError,
@@ -48,6 +49,7 @@ EXAMPLES: list[DownloaderError] = [
     RetriesExhausted(URL, "gave up", 6),
     ManifestError(Path("/d/.downloader/manifest.sqlite"), "newer schema"),
     ClusterError("no worker"),
+    CookiesFileError("cookies file /d/c.txt, line 2: expected 7 tab-separated fields"),
 ]
 
 

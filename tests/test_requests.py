@@ -56,16 +56,17 @@ def test_redirect_to_another_scheme_fails(server: Server, config: Config, locati
     assert [] == list(config.dest.iterdir())
 
 
-def test_redirect_loop_is_detected(server: Server, config: Config) -> None:
-    """A -> B -> A fails as a loop, not after max-redirects hops."""
+def test_redirect_loop_costs_the_hop_limit(server: Server, config: Config) -> None:
+    """A -> B -> A -> ... is followed up to max_redirects hops, then fails with the chain in the reason."""
     a, b = f"/bytes/1/{config.engine}-loop-a", f"/bytes/1/{config.engine}-loop-b"
     server.set_rule(a, Rule(redirect=server.url(b)))
     server.set_rule(b, Rule(redirect=server.url(a)))
 
-    result = fetch_one(server.url(a), config)
+    result = fetch_one(server.url(a), dataclasses.replace(config, max_redirects=3))
 
-    assert Status.FAILED == result.status and "loop" in str(result.error)
-    assert (1, 1) == (len(server.requests(a)), len(server.requests(b)))
+    assert Status.FAILED == result.status
+    assert f"more than 3 redirects: {server.url(a)} -> {server.url(b)} -> {server.url(a)}" in str(result.error)
+    assert (2, 2) == (len(server.requests(a)), len(server.requests(b)))
 
 
 def test_too_many_redirects_fail(server: Server, config: Config) -> None:

@@ -17,6 +17,7 @@ import aiohttp
 
 from downloader.attempt import Attempt, Finish, Send, Split, Write
 from downloader.config import Config
+from downloader.cookies import CookieStore, run_cookies
 from downloader.core import Request, Validators, proxy_for
 from downloader.engines import offloop
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
@@ -50,6 +51,8 @@ class _Context:
     config: Config
     events: Events
     politeness: AsyncPoliteness
+    cookies: CookieStore
+    """The run's jar, the same as the threads engine's (aiohttp's own refuses IP-address hosts)."""
 
 
 async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
@@ -58,16 +61,17 @@ async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatc
     # paused host does not idle the others. A parked duplicate keeps its own slot.
     slots = asyncio.Semaphore(4 * config.concurrency)
     politeness = AsyncPoliteness(**settings_for(config))
-    async with _session(config) as session, asyncio.TaskGroup() as tasks:
-        context = _Context(session, config, events, politeness)
-        async for jobs in _screened(entries, dispatcher):
-            for job in jobs:
-                await slots.acquire()
-                admission = dispatcher.place(job)
-                if admission.verdict is Verdict.SETTLED:
-                    slots.release()
-                elif admission.verdict is Verdict.START:
-                    tasks.create_task(_run_one(context, admission, dispatcher, slots))
+    with run_cookies(config) as cookies:
+        async with _session(config) as session, asyncio.TaskGroup() as tasks:
+            context = _Context(session, config, events, politeness, cookies)
+            async for jobs in _screened(entries, dispatcher):
+                for job in jobs:
+                    await slots.acquire()
+                    admission = dispatcher.place(job)
+                    if admission.verdict is Verdict.SETTLED:
+                        slots.release()
+                    elif admission.verdict is Verdict.START:
+                        tasks.create_task(_run_one(context, admission, dispatcher, slots))
 
 
 async def _screened(entries: Iterator[Entry], dispatcher: Dispatcher) -> AsyncIterator[list[Job]]:
@@ -116,7 +120,8 @@ async def _session(config: Config) -> AsyncIterator[aiohttp.ClientSession]:
                                      ssl=_tls(config))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      read_bufsize=config.chunk_size,
-                                     trust_env=False, raise_for_status=False) as session:
+                                     trust_env=False, raise_for_status=False,
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:  # cookies: the run's CookieStore
         yield session
 
 
@@ -158,7 +163,7 @@ async def fetch(context: _Context, job: Job, path: Path, *, current: Validators 
 
 
 async def _attempt(context: _Context, job: Job, path: Path, current: Validators | None) -> Result:
-    attempt = Attempt(job, context.config, current=current)
+    attempt = Attempt(job, context.config, current=current, cookies=context.cookies)
     part = Part(path, job, context.config.dest)
     try:
         # Opening the part and storing a small body are a handful of metadata calls: on a
@@ -188,7 +193,7 @@ async def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send)
             async with context.politeness.host(host_key(request.url)) as slot, \
                     _get(context.session, request, context.config) as response:
                 note_response(slot, response.status, response.headers)
-                step = attempt.answer(response.status, response.headers)
+                step = attempt.answer(response.status, response.headers, response.headers.getall("Set-Cookie", []))
                 if isinstance(step, Write):
                     await _write(response, attempt, part, step, context)
                     return attempt.ended()
@@ -374,7 +379,7 @@ async def _segment(context: _Context, attempt: Attempt, segments: Segments, inde
         async with context.politeness.host(host_key(request.url)) as slot, \
                 _get(context.session, request, context.config) as response:
             note_response(slot, response.status, response.headers)
-            if not attempt.segment_fits(request, response.status, response.headers, end):
+            if not attempt.segment_fits(request, response.status, response.headers, end, response.headers.getall("Set-Cookie", [])):
                 return False
             await _stream_segment(response, segments, index, context)
     return True

@@ -20,6 +20,7 @@ from requests_futures.sessions import FuturesSession
 
 from downloader.attempt import Attempt, Finish, Send, Split, Write
 from downloader.config import Config
+from downloader.cookies import CookieStore, run_cookies
 from downloader.core import Request, Validators, proxy_for
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
@@ -54,8 +55,9 @@ def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Di
     size = 2 * WORKERS_PER_TRANSFER * config.concurrency
     slots = threading.BoundedSemaphore(size)
     politeness = ThreadPoliteness(stop=stop, interrupt=Interrupted, **settings_for(config))
-    with _session(config) as session:
-        context = _Context(session, config, events, politeness, stop, threading.BoundedSemaphore(config.concurrency))
+    with _session(config) as session, run_cookies(config) as cookies:
+        context = _Context(session, config, events, politeness, stop, threading.BoundedSemaphore(config.concurrency),
+                           cookies)
         try:
             # In batches, as the asyncio engine reads: the manifest is asked once per batch.
             while batch := list(itertools.islice(entries, _READ_BATCH)):
@@ -96,6 +98,8 @@ class _Context:
     stop: threading.Event
     active: threading.BoundedSemaphore
     """One per transfer talking to a server: -j of them, whatever the number of workers."""
+    cookies: CookieStore
+    """The run's jar (requests' own cookie handling is not used: _get goes to the adapter)."""
 
 
 @contextlib.contextmanager
@@ -152,7 +156,7 @@ def fetch(context: _Context, job: Job, path: Path, *, current: Validators | None
 
 
 def _attempt(context: _Context, job: Job, path: Path, current: Validators | None) -> Result:
-    attempt = Attempt(job, context.config, current=current)
+    attempt = Attempt(job, context.config, current=current, cookies=context.cookies)
     part = Part(path, job, context.config.dest)
     try:
         step: Send | Split | Finish = attempt.begin(*part.open())
@@ -176,7 +180,7 @@ def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send) -> Se
             with context.politeness.host(host_key(request.url)) as slot, context.active, \
                     _get(context.session, request, context.config) as response:
                 note_response(slot, response.status_code, response.headers)
-                step = attempt.answer(response.status_code, response.headers)
+                step = attempt.answer(response.status_code, response.headers, response.raw.headers.getlist("Set-Cookie"))
                 if isinstance(step, Write):
                     _write(response, attempt, part, step, context)
                     return attempt.ended()
@@ -299,7 +303,7 @@ def _segment(context: _Context, attempt: Attempt, segments: Segments, index: int
                 raise Interrupted
             with _get(context.session, request, context.config) as response:
                 note_response(slot, response.status_code, response.headers)
-                if not attempt.segment_fits(request, response.status_code, response.headers, end):
+                if not attempt.segment_fits(request, response.status_code, response.headers, end, response.raw.headers.getlist("Set-Cookie")):
                     return False
                 _stream_segment(response, segments, index, context, halt)
     return True
