@@ -22,7 +22,7 @@ from http import HTTPStatus
 from datetime import datetime, timezone
 from typing import ClassVar
 
-from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, Refused
+from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, MalformedResponse, Refused
 from downloader.hosts import same_origin
 from downloader.jobs import Job
 
@@ -38,6 +38,7 @@ __all__ = [
     "ResumeState",
     "check_complete",
     "follow_redirect",
+    "framing_fault",
     "judge",
     "parse_content_range",
     "plan_segments",
@@ -333,7 +334,10 @@ def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job
         HTTPStatusError: a status that carries no usable body (retryable or not).
         IntegrityError: the server announces a size other than the list's ``size=``.
         Refused: the server announces more than ``max_filesize`` bytes.
+        MalformedResponse: the answer's framing is invalid (:func:`framing_fault`).
     """
+    if fault := framing_fault(headers):
+        raise MalformedResponse(job.url, fault)
     if status == 200:
         decision = _judge_full(request, headers, job)
     elif status == 206:
@@ -416,6 +420,34 @@ def _status_error(url: str, status: int, headers: Mapping[str, str]) -> HTTPStat
     except ValueError:
         phrase = ""
     return HTTPStatusError(url, f"HTTP {status}{phrase}", status, retryable, retry_after)
+
+
+def framing_fault(headers: Mapping[str, str]) -> str | None:
+    """What makes an answer's framing invalid, in words; None when it is valid.
+
+    ``headers`` as the engine's library gives them: a repeated field as several items
+    (aiohttp) or as one value joined with commas (requests), both seen here.
+    """
+    lengths: list[str] = []
+    for name, value in headers.items():
+        # RFC 9110 §5.5: CR, LF and NUL are never valid in a field value.
+        if any(c in value for c in "\0\r\n"):
+            return f"header {name} holds a NUL, CR or LF character"
+        if name.lower() == "content-length":
+            lengths.extend(part.strip() for part in value.split(","))
+    if not lengths:
+        return None
+    # RFC 9112 §6.3 (4-5): a Content-Length that is not one number is an unrecoverable
+    # error. Repeated values, even equal ones, are refused too: aiohttp's parser refuses
+    # them, and both engines must agree.
+    if len(lengths) > 1:
+        return f"invalid Content-Length: several values ({', '.join(lengths)})"
+    if not _DIGITS.fullmatch(lengths[0]):
+        return f"invalid Content-Length: {lengths[0]!r} is not a number"
+    # RFC 9112 §6.3 (3): both headers may be an attempt at response splitting; an error.
+    if any(name.lower() == "transfer-encoding" for name in headers):
+        return "invalid framing: both Content-Length and Transfer-Encoding"
+    return None
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:
