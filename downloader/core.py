@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import Message
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from datetime import datetime, timezone
@@ -422,19 +423,21 @@ def _status_error(url: str, status: int, headers: Mapping[str, str]) -> HTTPStat
     return HTTPStatusError(url, f"HTTP {status}{phrase}", status, retryable, retry_after)
 
 
-def framing_fault(headers: Mapping[str, str]) -> str | None:
+def framing_fault(headers: Mapping[str, str] | Message) -> str | None:
     """What makes an answer's framing invalid, in words; None when it is valid.
 
     ``headers`` as the engine's library gives them: a repeated field as several items
-    (aiohttp) or as one value joined with commas (requests), both seen here.
+    (aiohttp, http.client) or as one value joined with commas (requests), both seen here.
     """
     lengths: list[str] = []
+    chunked = False
     for name, value in headers.items():
         # RFC 9110 §5.5: CR, LF and NUL are never valid in a field value.
-        if any(c in value for c in "\0\r\n"):
+        if any(c in str(value) for c in "\0\r\n"):
             return f"header {name} holds a NUL, CR or LF character"
         if name.lower() == "content-length":
-            lengths.extend(part.strip() for part in value.split(","))
+            lengths.extend(part.strip() for part in str(value).split(","))
+        chunked = chunked or name.lower() == "transfer-encoding"
     if not lengths:
         return None
     # RFC 9112 §6.3 (4-5): a Content-Length that is not one number is an unrecoverable
@@ -445,7 +448,7 @@ def framing_fault(headers: Mapping[str, str]) -> str | None:
     if not _DIGITS.fullmatch(lengths[0]):
         return f"invalid Content-Length: {lengths[0]!r} is not a number"
     # RFC 9112 §6.3 (3): both headers may be an attempt at response splitting; an error.
-    if any(name.lower() == "transfer-encoding" for name in headers):
+    if chunked:
         return "invalid framing: both Content-Length and Transfer-Encoding"
     return None
 

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from aiohttp import http_exceptions
 
 from downloader.attempt import Attempt, Finish, Send, Split, Write
 from downloader.config import Config
 from downloader.core import Request, Validators, proxy_for
 from downloader.engines import offloop
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
-from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
+from downloader.errors import (BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, MalformedResponse,
+                               StallTimeout, TransferError)
 from downloader.jobs import Job, Result
 from downloader.politeness import AsyncPoliteness, host_key, note_response, settings_for
 from downloader.progress import Events
@@ -222,14 +224,43 @@ def _start_split(part: Part, step: Split) -> Segments:
 
 async def _write(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
     """Put the body in the part as ``step`` says: a small one at once, else as it streams."""
-    if step.whole:
-        part.store(step, await _read_whole(response, attempt, step, context))
-    else:
+    with _told_of_close(response):
+        if step.whole:
+            part.store(step, await _read_whole(response, attempt, step, context))
+            return
         await asyncio.to_thread(part.ready, step, attempt.hasher)
         if step.total is not None:
             context.events.bytes_expected(step.total - step.offset)
         if not await _receive_off_loop(response, attempt, part, step, context):
             await _receive(response, attempt, part, step, context)
+
+
+@contextlib.contextmanager
+def _told_of_close(response: aiohttp.ClientResponse) -> Iterator[None]:
+    """While the body is read, a closed connection ends the read with an error.
+
+    aiohttp's parser, refusing a chunked body's framing, closes the connection without
+    telling the body's stream: a read waiting then waits forever (no stall timeout runs
+    once the connection is gone). The callback is removed after the body, so that a
+    kept-alive connection holds no answer it served.
+    """
+    connection = response.connection
+    closed = connection.protocol.closed if connection is not None and connection.protocol is not None else None
+    if closed is None:
+        yield
+        return
+
+    def ended(future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: the connection's own error is not ours to log
+        if not response.content.is_eof():
+            response.content.set_exception(aiohttp.ClientPayloadError("the connection closed during the body"))
+
+    closed.add_done_callback(ended)
+    try:
+        yield
+    finally:
+        closed.remove_done_callback(ended)
 
 
 async def _read_whole(response: aiohttp.ClientResponse, attempt: Attempt, step: Write, context: _Context) -> bytes:
@@ -281,7 +312,7 @@ async def _receive(response: aiohttp.ClientResponse, attempt: Attempt, part: Par
             context.events.bytes_received(len(chunk))
             await context.politeness.spend(len(chunk))
         await writer.drain()
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, RuntimeError):
         # Keep what arrived before the break, so the next attempt resumes after it.
         if rest := _salvage(response):
             await writer.write(rest)
@@ -381,12 +412,13 @@ async def _segment(context: _Context, attempt: Attempt, segments: Segments, inde
 
 
 async def _stream_segment(response: aiohttp.ClientResponse, segments: Segments, index: int, context: _Context) -> None:
-    async for chunk in response.content.iter_chunked(context.config.chunk_size):
-        taken = await asyncio.to_thread(segments.write, index, chunk)
-        context.events.bytes_received(taken)
-        await context.politeness.spend(taken)
-        if not segments.remaining(index):
-            return  # segment 0 stops reading the whole-file answer at its end
+    with _told_of_close(response):
+        async for chunk in response.content.iter_chunked(context.config.chunk_size):
+            taken = await asyncio.to_thread(segments.write, index, chunk)
+            context.events.bytes_received(taken)
+            await context.politeness.spend(taken)
+            if not segments.remaining(index):
+                return  # segment 0 stops reading the whole-file answer at its end
     if segments.remaining(index):
         raise BodyIncomplete(segments.part.job.url, f"segment {index} ended {segments.remaining(index)} bytes short")
 
@@ -427,13 +459,44 @@ def _mapped_errors(url: str, part: str) -> Iterator[None]:
         raise HTTPStatusError(url, "too many redirects", 310, False) from exc
     except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
         raise InvalidJob(url, f"cannot fetch: {exc!r}") from exc
-    except aiohttp.ClientPayloadError as exc:
+    except (aiohttp.ClientPayloadError, http_exceptions.PayloadEncodingError) as exc:
         raise BodyIncomplete(url, f"connection broken during the body: {exc}") from exc
     except aiohttp.ServerDisconnectedError as exc:
         raise BodyIncomplete(url, f"server disconnected: {exc}") from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientOSError) as exc:
         raise ConnectError(url, f"connection failed: {exc}") from exc
+    except (aiohttp.ClientResponseError, http_exceptions.HttpProcessingError) as exc:
+        raise _refused_by_parser(url, exc.message) from exc
     except aiohttp.ClientError as exc:
         raise TransferError(url, f"request failed: {exc!r}") from exc
+    except RuntimeError as exc:
+        if not _raised_by_aiohttp(exc):
+            raise
+        # The stream of a body whose framing broke, once the parser closed the connection.
+        raise BodyIncomplete(url, f"connection broken during the body: {exc}") from exc
     except OSError as exc:
         raise local_error(url, exc, part) from exc
+
+
+def _refused_by_parser(url: str, message: str) -> DownloadError:
+    """The parser refused the answer: its chunked framing (retried like a cut body; when
+    the headers and the broken chunk came in one read, aiohttp reports it here, its type
+    lost, so the message tells), else its status line or headers (never retried)."""
+    text = _parser_message(message)
+    if "chunk" in text.lower():
+        return BodyIncomplete(url, f"broken chunked body: {text}")
+    return MalformedResponse(url, f"invalid answer: {text}")
+
+
+def _parser_message(message: str) -> str:
+    """aiohttp's parser message on one line, without its caret line."""
+    lines = (line.strip() for line in message.splitlines())
+    return " ".join(line for line in lines if line.strip("^ "))[:300]
+
+
+def _raised_by_aiohttp(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is aiohttp's (a RuntimeError of ours is a bug)."""
+    trace = exc.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return trace is not None and trace.tb_frame.f_globals.get("__name__", "").startswith("aiohttp.")
