@@ -38,6 +38,7 @@ CASES: dict[str, tuple[bytes, str]] = {
     "garbage": (b"\x00\x01\x02 garbage \xff\r\n\r\n", FAIL),
     "http-0.9": (b"hello", FAIL),
     "header-without-colon": (_HEAD + b"Content-Length: 5\r\nNoColonHere\r\n\r\nhello", FAIL),
+    "long-header-line": (_HEAD + b"Set-Cookie: a=" + b"b" * 20_000 + b"\r\nContent-Length: 5\r\n\r\nhello", OK),
     "huge-header-line": (_HEAD + b"X-Big: " + b"a" * 200_000 + b"\r\nContent-Length: 5\r\n\r\nhello", FAIL),
     "nul-in-header": (_HEAD + b"X-A: a\x00b\r\nContent-Length: 5\r\n\r\nhello", FAIL),
     "latin-1-header": (_HEAD + b"X-Name: caf\xe9\r\nContent-Length: 5\r\n\r\nhello", OK),

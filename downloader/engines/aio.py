@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 _READ_BATCH = 256  # list entries read, and looked up in the manifest, at a time
 OFF_LOOP_MIN = 8 * 1024 * 1024
 """Bodies of at least this many bytes are read off the event loop (a thread each)."""
+_MAX_LINE = 65536  # longest status or header line accepted (http.client's limit)
 _SCREEN_BATCHES = 16  # most batches screened per hop to the reader thread: a Ctrl-C waits for them
 
 
@@ -116,8 +117,11 @@ async def _session(config: Config) -> AsyncIterator[aiohttp.ClientSession]:
     # Each transfer may open up to --split connections; per-host caps are politeness's.
     connector = aiohttp.TCPConnector(limit=config.concurrency * config.split, limit_per_host=0, ttl_dns_cache=300,
                                      ssl=_tls(config))
+    # Header lines up to 64 KiB, as http.client (the threads engine) reads them: aiohttp's
+    # 8 KiB refuses long Set-Cookie or Link headers that real servers send.
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
-                                     read_bufsize=config.chunk_size,
+                                     read_bufsize=config.chunk_size, max_line_size=_MAX_LINE,
+                                     max_field_size=_MAX_LINE,
                                      trust_env=False, raise_for_status=False) as session:
         yield session
 

@@ -322,7 +322,7 @@ def _segment(context: _Context, attempt: Attempt, segments: Segments, index: int
 
 def _stream_segment(response: requests.Response, segments: Segments, index: int, context: _Context,
                     halt: threading.Event) -> None:
-    for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
+    for chunk in _pieces(response, context.config.chunk_size):
         taken = segments.write(index, chunk)
         context.events.bytes_received(taken)
         context.politeness.spend(taken)
