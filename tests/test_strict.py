@@ -40,3 +40,39 @@ def test_read_chunked_broken(raw, fault):
         _read(raw)
 
     assert fault == str(caught.value)
+
+
+class _Resetting(io.RawIOBase):
+    """A socket file that gives one chunk's size line, then is reset by the peer."""
+
+    def __init__(self) -> None:
+        self._sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        if self._sent:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        self._sent = True
+        buffer[:3] = b"5\r\n"
+        return 3
+
+
+def test_read_chunked_reset_is_a_chunked_error():
+    """A reset during the body is the transfer's fault (retried), never the disk's."""
+    with pytest.raises(ChunkedError, match="connection broken"):
+        b"".join(read_chunked(io.BufferedReader(_Resetting()), 3))
+
+
+def test_read_chunked_timeout_stays_a_timeout():
+    """A stall reaches the engine as TimeoutError (its StallTimeout)."""
+    class Stalled(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+            raise TimeoutError("timed out")
+
+    with pytest.raises(TimeoutError):
+        b"".join(read_chunked(io.BufferedReader(Stalled()), 3))

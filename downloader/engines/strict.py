@@ -106,9 +106,19 @@ def read_chunked(fp: _Reader, size: int) -> Iterator[bytes]:
     ``size`` bytes as they arrive, its framing checked (RFC 9112 §7.1).
 
     Raises:
-        ChunkedError: a bad chunk size line, no CRLF after a chunk's data, or the body
-            ended before its last chunk.
+        ChunkedError: a bad chunk size line, no CRLF after a chunk's data, the body
+            ended before its last chunk, or the connection broke (reset, TLS error).
+        TimeoutError: no byte within the socket's timeout.
     """
+    try:
+        yield from _chunks(fp, size)
+    except TimeoutError:
+        raise
+    except OSError as exc:  # the socket's, never the disk's: the caller writes outside
+        raise ChunkedError(f"connection broken: {exc}") from exc
+
+
+def _chunks(fp: _Reader, size: int) -> Iterator[bytes]:
     while length := _chunk_size(fp):
         while length:
             piece = fp.read1(min(length, size))
