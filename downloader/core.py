@@ -58,6 +58,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)$", re.ASCII)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)$", re.ASCII)
 _DIGITS = re.compile(r"[0-9]+")
+_OBS_FOLD = re.compile(r"\r?\n[ \t]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,8 +433,9 @@ def framing_fault(headers: Mapping[str, str] | Message) -> str | None:
     lengths: list[str] = []
     chunked = False
     for name, value in headers.items():
-        # RFC 9110 §5.5: CR, LF and NUL are never valid in a field value.
-        if any(c in str(value) for c in "\0\r\n"):
+        # RFC 9110 §5.5: CR, LF and NUL are never valid in a field value; RFC 9112 §5.2:
+        # an obs-fold (a line break and white space, as http.client keeps it) is one SP.
+        if any(c in _OBS_FOLD.sub(" ", str(value)) for c in "\0\r\n"):
             return f"header {name} holds a NUL, CR or LF character"
         if name.lower() == "content-length":
             lengths.extend(part.strip() for part in str(value).split(","))
@@ -447,6 +449,8 @@ def framing_fault(headers: Mapping[str, str] | Message) -> str | None:
         return f"invalid Content-Length: several values ({', '.join(lengths)})"
     if not _DIGITS.fullmatch(lengths[0]):
         return f"invalid Content-Length: {lengths[0]!r} is not a number"
+    if int(lengths[0]) >= 2**63:  # aiohttp's parser refuses those too
+        return f"invalid Content-Length: {lengths[0][:40]} is too large"
     # RFC 9112 §6.3 (3): both headers may be an attempt at response splitting; an error.
     if chunked:
         return "invalid framing: both Content-Length and Transfer-Encoding"

@@ -562,6 +562,10 @@ def test_resume_state_from_headers_reads_validators():
     ({"Content-Length": "3", "Transfer-Encoding": "chunked"},
      "invalid framing: both Content-Length and Transfer-Encoding"),
     ({"X-A": "a\0b"}, "header X-A holds a NUL, CR or LF character"),
+    ({"X-A": "a\rb"}, "header X-A holds a NUL, CR or LF character"),
+    ({"X-A": "a\r\n b"}, None),  # an obs-fold, as http.client keeps it
+    ({"Content-Length": "9223372036854775807"}, None),
+    ({"Content-Length": "9223372036854775808"}, "invalid Content-Length: 9223372036854775808 is too large"),
 ])
 def test_framing_fault(headers, fault):
     """RFC 9112 §6.3: a Content-Length that is not one number, or one beside Transfer-Encoding, is a fault."""

@@ -396,7 +396,9 @@ def _malformed(exc: BaseException) -> str | None:
         seen.append(error)
         if isinstance(error, http.client.BadStatusLine) and not isinstance(error, http.client.RemoteDisconnected):
             return f"bad status line {error.args[0] if error.args else ''!r}"[:200]
-        if isinstance(error, (strict.InvalidAnswer, http.client.LineTooLong, http.client.UnknownProtocol,
+        if isinstance(error, http.client.UnknownProtocol):
+            return f"unknown protocol {error.args[0] if error.args else ''!r}"[:200]
+        if isinstance(error, (strict.InvalidAnswer, http.client.LineTooLong,
                               urllib3.exceptions.InvalidHeader)) \
                 or type(error) is http.client.HTTPException:  # "got more than 100 headers"
             return f"{error}"[:200] or type(error).__name__
