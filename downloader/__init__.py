@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         IntegrityError,
         InvalidJob,
         LocalIOError,
+        MalformedResponse,
         ManifestError,
         PartBusy,
         Refused,
@@ -54,6 +55,7 @@ __all__ = [
     "InvalidJob",
     "Job",
     "LocalIOError",
+    "MalformedResponse",
     "ManifestError",
     "PartBusy",
     "Refused",
@@ -70,8 +72,9 @@ __all__ = [
 
 _EXPORTED_FROM = {
     "api": ("Run", "download"),
-    "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError", "HTTPStatusError",
-               "IntegrityError", "InvalidJob", "LocalIOError", "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
+    "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
+               "HTTPStatusError", "IntegrityError", "InvalidJob", "LocalIOError", "MalformedResponse",
+               "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
                "StallTimeout", "TransferError"),
     "jobs": ("DONE_STATUSES", "Job", "Result", "Status"),
     "progress": ("Summary",),

@@ -17,12 +17,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import Message
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from datetime import datetime, timezone
 from typing import ClassVar
 
-from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, Refused
+from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, MalformedResponse, Refused
 from downloader.hosts import same_origin
 from downloader.jobs import Job
 
@@ -38,6 +39,7 @@ __all__ = [
     "ResumeState",
     "check_complete",
     "follow_redirect",
+    "framing_fault",
     "judge",
     "parse_content_range",
     "plan_segments",
@@ -57,6 +59,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)$", re.ASCII)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)$", re.ASCII)
 _DIGITS = re.compile(r"[0-9]+")
+_OBS_FOLD = re.compile(r"\r?\n[ \t]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +355,10 @@ def judge(request: Request, status: int, headers: Mapping[str, str], *, job: Job
         HTTPStatusError: a status that carries no usable body (retryable or not).
         IntegrityError: the server announces a size other than the list's ``size=``.
         Refused: the server announces more than ``max_filesize`` bytes.
+        MalformedResponse: the answer's framing is invalid (:func:`framing_fault`).
     """
+    if fault := framing_fault(headers):
+        raise MalformedResponse(job.url, fault)
     if status == 200:
         decision = _judge_full(request, headers, job)
     elif status == 206:
@@ -435,6 +441,39 @@ def _status_error(url: str, status: int, headers: Mapping[str, str]) -> HTTPStat
     except ValueError:
         phrase = ""
     return HTTPStatusError(url, f"HTTP {status}{phrase}", status, retryable, retry_after)
+
+
+def framing_fault(headers: Mapping[str, str] | Message) -> str | None:
+    """What makes an answer's framing invalid, in words; None when it is valid.
+
+    ``headers`` as the engine's library gives them: a repeated field as several items
+    (aiohttp, http.client) or as one value joined with commas (requests), both seen here.
+    """
+    lengths: list[str] = []
+    chunked = False
+    for name, value in headers.items():
+        # RFC 9110 §5.5: CR, LF and NUL are never valid in a field value; RFC 9112 §5.2:
+        # an obs-fold (a line break and white space, as http.client keeps it) is one SP.
+        if any(c in _OBS_FOLD.sub(" ", str(value)) for c in "\0\r\n"):
+            return f"header {name} holds a NUL, CR or LF character"
+        if name.lower() == "content-length":
+            lengths.extend(part.strip() for part in str(value).split(","))
+        chunked = chunked or name.lower() == "transfer-encoding"
+    if not lengths:
+        return None
+    # RFC 9112 §6.3 (4-5): a Content-Length that is not one number is an unrecoverable
+    # error. Repeated values, even equal ones, are refused too: aiohttp's parser refuses
+    # them, and both engines must agree.
+    if len(lengths) > 1:
+        return f"invalid Content-Length: several values ({', '.join(lengths)})"
+    if not _DIGITS.fullmatch(lengths[0]):
+        return f"invalid Content-Length: {lengths[0]!r} is not a number"
+    if int(lengths[0]) >= 2**63:  # aiohttp's parser refuses those too
+        return f"invalid Content-Length: {lengths[0][:40]} is too large"
+    # RFC 9112 §6.3 (3): both headers may be an attempt at response splitting; an error.
+    if chunked:
+        return "invalid framing: both Content-Length and Transfer-Encoding"
+    return None
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

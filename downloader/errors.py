@@ -9,6 +9,8 @@
     │   │                               also OSError: .errno, .strerror, .filename when known
     │   ├── PartBusy                    another run is writing the same part (the URL is skipped)
     │   ├── Refused                     an option forbids it: --max-filesize, a redirect to another scheme (never retried)
+    │   ├── MalformedResponse           the answer breaks HTTP/1.1 (RFC 9112): a bad status line or header,
+    │   │                               an invalid or conflicting Content-Length (never retried)
     │   ├── TransferError               the bytes did not arrive; the retry policy decides
     │   │   ├── ConnectError            could not connect (also ConnectionError)
     │   │   ├── StallTimeout            no byte for `timeout` seconds (also TimeoutError)
@@ -47,6 +49,7 @@ __all__ = [
     "IntegrityError",
     "InvalidJob",
     "LocalIOError",
+    "MalformedResponse",
     "ManifestError",
     "PartBusy",
     "Refused",
@@ -110,6 +113,11 @@ class PartBusy(DownloadError):
 
 class Refused(DownloadError):
     """The download is against an option or a rule: too large, redirected to another scheme, a loop."""
+
+
+class MalformedResponse(DownloadError):
+    """The server's answer is not valid HTTP/1.1 where its framing or headers are concerned
+    (RFC 9112 §6.3: an invalid Content-Length is an unrecoverable error): never retried."""
 
 
 class TransferError(DownloadError):

@@ -17,13 +17,14 @@ from downloader.core import (
     ResumeState,
     check_complete,
     follow_redirect,
+    framing_fault,
     judge,
     parse_content_range,
     parse_retry_after,
     plan_request,
     with_cookie,
 )
-from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, Refused
+from downloader.errors import BodyIncomplete, HTTPStatusError, IntegrityError, MalformedResponse, Refused
 from downloader.jobs import Job
 
 URL = "http://example.test/data/f.bin"
@@ -102,9 +103,6 @@ CR = "Content-Range"
         # Nothing on disk.
         pytest.param(0, None, 200, headers(Content_Length="10"), Action.WRITE, 0, 10, id="fresh-200"),
         pytest.param(0, None, 200, headers(), Action.WRITE, 0, None, id="fresh-200-no-length"),
-        pytest.param(0, None, 200, headers(Content_Length="10", Transfer_Encoding="chunked"), Action.WRITE, 0, None,
-                     id="fresh-200-chunked-ignores-length"),
-        pytest.param(0, None, 200, headers(Content_Length="ten"), Action.WRITE, 0, None, id="fresh-200-bad-length"),
         pytest.param(0, None, 200, headers(Content_Length=" 10 "), Action.WRITE, 0, 10, id="fresh-200-padded-length"),
         # A 206 to a request without Range: only a whole file is usable.
         pytest.param(0, None, 206, headers(Content_Range="bytes 0-9/10"), Action.WRITE, 0, 10, id="unrequested-206-whole-file"),
@@ -350,10 +348,10 @@ def test_judge_reads_headers_case_insensitively():
         pytest.param("1\xb9", id="one-superscript-one"),
     ],
 )
-def test_judge_non_ascii_digit_content_length_counts_as_unknown(value):
-    """A Content-Length of digit-like non-ASCII characters is treated as unknown, not a crash."""
-    decision = decide(0, None, 200, headers(Content_Length=value))
-    assert (decision.action, decision.total) == (Action.WRITE, None)
+def test_judge_non_ascii_digit_content_length_is_malformed(value):
+    """A Content-Length of digit-like non-ASCII characters is an invalid one, not a crash (RFC 9112 §6.3)."""
+    with pytest.raises(MalformedResponse, match="not a number"):
+        decide(0, None, 200, headers(Content_Length=value))
 
 
 # --- parse_content_range ------------------------------------------------------------
@@ -588,3 +586,40 @@ def test_with_cookie_adds_the_jar_cookies_in_one_header(headers, expected):
 
     assert expected == with_cookie(request, "j=1").headers
     assert headers == request.headers  # the request itself is not changed
+
+
+@pytest.mark.parametrize("headers, fault", [
+    ({"Content-Length": "5"}, None),
+    ({"Transfer-Encoding": "chunked"}, None),
+    ({}, None),
+    ({"Content-Length": "abc"}, "invalid Content-Length: 'abc' is not a number"),
+    ({"Content-Length": "-5"}, "invalid Content-Length: '-5' is not a number"),
+    ({"Content-Length": "+5"}, "invalid Content-Length: '+5' is not a number"),
+    ({"Content-Length": ""}, "invalid Content-Length: '' is not a number"),
+    ({"Content-Length": "5, 6"}, "invalid Content-Length: several values (5, 6)"),
+    ({"Content-Length": "5, 5"}, "invalid Content-Length: several values (5, 5)"),
+    ({"Content-Length": "3", "Transfer-Encoding": "chunked"},
+     "invalid framing: both Content-Length and Transfer-Encoding"),
+    ({"X-A": "a\0b"}, "header X-A holds a NUL, CR or LF character"),
+    ({"X-A": "a\rb"}, "header X-A holds a NUL, CR or LF character"),
+    ({"X-A": "a\r\n b"}, None),  # an obs-fold, as http.client keeps it
+    ({"Content-Length": "9223372036854775807"}, None),
+    ({"Content-Length": "9223372036854775808"}, "invalid Content-Length: 9223372036854775808 is too large"),
+])
+def test_framing_fault(headers, fault):
+    """RFC 9112 §6.3: a Content-Length that is not one number, or one beside Transfer-Encoding, is a fault."""
+    assert fault == framing_fault(CaseInsensitiveDict(headers))
+
+
+def test_framing_fault_sees_repeated_items():
+    """A repeated header given as several items (aiohttp's multidict) is seen as several values."""
+    from multidict import CIMultiDict
+
+    assert "invalid Content-Length: several values (5, 6)" == framing_fault(
+        CIMultiDict([("Content-Length", "5"), ("Content-Length", "6")]))
+
+
+def test_judge_refuses_invalid_framing_before_the_status():
+    """An invalid Content-Length fails the answer, whatever its status, as never retried."""
+    with pytest.raises(MalformedResponse, match="not a number"):
+        judge(Request(URL, {}), 200, CaseInsensitiveDict({"Content-Length": "x"}), job=JOB, state=None)

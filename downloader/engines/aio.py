@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from aiohttp import http_exceptions
 
 from downloader.attempt import Attempt, Finish, Send, Split, Write
 from downloader.config import Config
@@ -21,7 +22,8 @@ from downloader.cookies import CookieStore, run_cookies
 from downloader.core import Request, Validators, proxy_for
 from downloader.engines import offloop
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
-from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
+from downloader.errors import (BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, MalformedResponse,
+                               StallTimeout, TransferError)
 from downloader.jobs import Job, Result
 from downloader.politeness import AsyncPoliteness, host_key, note_response, settings_for
 from downloader.progress import Events
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 _READ_BATCH = 256  # list entries read, and looked up in the manifest, at a time
 OFF_LOOP_MIN = 8 * 1024 * 1024
 """Bodies of at least this many bytes are read off the event loop (a thread each)."""
+_MAX_LINE = 65536  # longest status or header line accepted (http.client's limit)
 _SCREEN_BATCHES = 16  # most batches screened per hop to the reader thread: a Ctrl-C waits for them
 
 
@@ -118,8 +121,11 @@ async def _session(config: Config) -> AsyncIterator[aiohttp.ClientSession]:
     # Each transfer may open up to --split connections; per-host caps are politeness's.
     connector = aiohttp.TCPConnector(limit=config.concurrency * config.split, limit_per_host=0, ttl_dns_cache=300,
                                      ssl=_tls(config))
+    # Header lines up to 64 KiB, as http.client (the threads engine) reads them: aiohttp's
+    # 8 KiB refuses long Set-Cookie or Link headers that real servers send.
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
-                                     read_bufsize=config.chunk_size,
+                                     read_bufsize=config.chunk_size, max_line_size=_MAX_LINE,
+                                     max_field_size=_MAX_LINE,
                                      trust_env=False, raise_for_status=False,
                                      cookie_jar=aiohttp.DummyCookieJar()) as session:  # cookies: the run's CookieStore
         yield session
@@ -227,14 +233,43 @@ def _start_split(part: Part, step: Split) -> Segments:
 
 async def _write(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
     """Put the body in the part as ``step`` says: a small one at once, else as it streams."""
-    if step.whole:
-        part.store(step, await _read_whole(response, attempt, step, context))
-    else:
+    with _told_of_close(response):
+        if step.whole:
+            part.store(step, await _read_whole(response, attempt, step, context))
+            return
         await asyncio.to_thread(part.ready, step, attempt.hasher)
         if step.total is not None:
             context.events.bytes_expected(step.total - step.offset)
         if not await _receive_off_loop(response, attempt, part, step, context):
             await _receive(response, attempt, part, step, context)
+
+
+@contextlib.contextmanager
+def _told_of_close(response: aiohttp.ClientResponse) -> Iterator[None]:
+    """While the body is read, a closed connection ends the read with an error.
+
+    aiohttp's parser, refusing a chunked body's framing, closes the connection without
+    telling the body's stream: a read waiting then waits forever (no stall timeout runs
+    once the connection is gone). The callback is removed after the body, so that a
+    kept-alive connection holds no answer it served.
+    """
+    connection = response.connection
+    closed = connection.protocol.closed if connection is not None and connection.protocol is not None else None
+    if closed is None:
+        yield
+        return
+
+    def ended(future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: the connection's own error is not ours to log
+        if not response.content.is_eof():
+            response.content.set_exception(aiohttp.ClientPayloadError("the connection closed during the body"))
+
+    closed.add_done_callback(ended)
+    try:
+        yield
+    finally:
+        closed.remove_done_callback(ended)
 
 
 async def _read_whole(response: aiohttp.ClientResponse, attempt: Attempt, step: Write, context: _Context) -> bytes:
@@ -286,7 +321,7 @@ async def _receive(response: aiohttp.ClientResponse, attempt: Attempt, part: Par
             context.events.bytes_received(len(chunk))
             await context.politeness.spend(len(chunk))
         await writer.drain()
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, RuntimeError):
         # Keep what arrived before the break, so the next attempt resumes after it.
         if rest := _salvage(response):
             await writer.write(rest)
@@ -386,12 +421,13 @@ async def _segment(context: _Context, attempt: Attempt, segments: Segments, inde
 
 
 async def _stream_segment(response: aiohttp.ClientResponse, segments: Segments, index: int, context: _Context) -> None:
-    async for chunk in response.content.iter_chunked(context.config.chunk_size):
-        taken = await asyncio.to_thread(segments.write, index, chunk)
-        context.events.bytes_received(taken)
-        await context.politeness.spend(taken)
-        if not segments.remaining(index):
-            return  # segment 0 stops reading the whole-file answer at its end
+    with _told_of_close(response):
+        async for chunk in response.content.iter_chunked(context.config.chunk_size):
+            taken = await asyncio.to_thread(segments.write, index, chunk)
+            context.events.bytes_received(taken)
+            await context.politeness.spend(taken)
+            if not segments.remaining(index):
+                return  # segment 0 stops reading the whole-file answer at its end
     if segments.remaining(index):
         raise BodyIncomplete(segments.part.job.url, f"segment {index} ended {segments.remaining(index)} bytes short")
 
@@ -432,13 +468,44 @@ def _mapped_errors(url: str, part: str) -> Iterator[None]:
         raise HTTPStatusError(url, "too many redirects", 310, False) from exc
     except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
         raise InvalidJob(url, f"cannot fetch: {exc!r}") from exc
-    except aiohttp.ClientPayloadError as exc:
+    except (aiohttp.ClientPayloadError, http_exceptions.PayloadEncodingError) as exc:
         raise BodyIncomplete(url, f"connection broken during the body: {exc}") from exc
     except aiohttp.ServerDisconnectedError as exc:
         raise BodyIncomplete(url, f"server disconnected: {exc}") from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientOSError) as exc:
         raise ConnectError(url, f"connection failed: {exc}") from exc
+    except (aiohttp.ClientResponseError, http_exceptions.HttpProcessingError) as exc:
+        raise _refused_by_parser(url, exc.message) from exc
     except aiohttp.ClientError as exc:
         raise TransferError(url, f"request failed: {exc!r}") from exc
+    except RuntimeError as exc:
+        if not _raised_by_aiohttp(exc):
+            raise
+        # The stream of a body whose framing broke, once the parser closed the connection.
+        raise BodyIncomplete(url, f"connection broken during the body: {exc}") from exc
     except OSError as exc:
         raise local_error(url, exc, part) from exc
+
+
+def _refused_by_parser(url: str, message: str) -> DownloadError:
+    """The parser refused the answer: its chunked framing (retried like a cut body; when
+    the headers and the broken chunk came in one read, aiohttp reports it here, its type
+    lost, so the message tells), else its status line or headers (never retried)."""
+    text = _parser_message(message)
+    if "chunk" in text.lower():
+        return BodyIncomplete(url, f"broken chunked body: {text}")
+    return MalformedResponse(url, f"invalid answer: {text}")
+
+
+def _parser_message(message: str) -> str:
+    """aiohttp's parser message on one line, without its caret line."""
+    lines = (line.strip() for line in message.splitlines())
+    return " ".join(line for line in lines if line.strip("^ "))[:300]
+
+
+def _raised_by_aiohttp(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is aiohttp's (a RuntimeError of ours is a bug)."""
+    trace = exc.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return trace is not None and trace.tb_frame.f_globals.get("__name__", "").startswith("aiohttp.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.client
 import itertools
 import logging
 import threading
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from requests_futures.sessions import FuturesSession
 
 from downloader.attempt import Attempt, Finish, Send, Split, Write
@@ -23,7 +23,9 @@ from downloader.config import Config
 from downloader.cookies import CookieStore, run_cookies
 from downloader.core import Request, Validators, proxy_for
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
-from downloader.errors import BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, StallTimeout, TransferError
+from downloader.engines import strict
+from downloader.errors import (BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, MalformedResponse,
+                               StallTimeout, TransferError)
 from downloader.jobs import Job, Result
 from downloader.politeness import ThreadPoliteness, host_key, note_response, settings_for
 from downloader.progress import Events
@@ -109,7 +111,8 @@ def _session(config: Config) -> Iterator[FuturesSession]:
     # requests-futures only enlarges the pool above 10 workers; size it to match always,
     # and let our own retry policy, not urllib3's, decide about retries.
     pool = config.concurrency * config.split  # each transfer may open up to --split connections
-    adapter = HTTPAdapter(pool_connections=config.concurrency, pool_maxsize=pool, max_retries=0)
+    # Strict: 1xx answers skipped, unparsable headers refused (engines/strict.py).
+    adapter = strict.StrictAdapter(pool_connections=config.concurrency, pool_maxsize=pool, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False  # proxies and credentials come from Config, the same for both engines
@@ -242,15 +245,27 @@ def _receive(response: requests.Response, attempt: Attempt, part: Part, step: Wr
     # The part's own descriptor, locked and positioned by part.ready().
     with open(part.fd, "wb", closefd=False) as file:
         # The raw stream, undecoded: the bytes stored are the bytes the server sent.
-        # read1 returns what has arrived (read() would hold up to a chunk in urllib3's
-        # buffer, and lose it to a stall instead of leaving it in the part).
-        for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
+        for chunk in _pieces(response, context.config.chunk_size):
             file.write(chunk)
             attempt.feed(chunk)
             context.events.bytes_received(len(chunk))
             context.politeness.spend(len(chunk))
             if context.stop.is_set():
                 raise Interrupted
+
+
+def _pieces(response: requests.Response, size: int) -> Iterator[bytes]:
+    """The body's bytes as they arrive, at most ``size`` at a time.
+
+    read1 returns what has arrived (read() would hold up to a chunk in urllib3's buffer,
+    and lose it to a stall instead of leaving it in the part). A chunked body is read by
+    strict.read_chunked from the connection's buffered socket, which checks the framing
+    urllib3 does not (its connection is then closed, not reused: urllib3 never saw the end).
+    """
+    fp = getattr(getattr(response.raw, "_fp", None), "fp", None)  # http.client's buffered socket
+    if response.raw.chunked and fp is not None:
+        return strict.read_chunked(fp, size)
+    return iter(lambda: response.raw.read1(size, decode_content=False), b"")
 
 
 @dataclass(slots=True)
@@ -311,7 +326,7 @@ def _segment(context: _Context, attempt: Attempt, segments: Segments, index: int
 
 def _stream_segment(response: requests.Response, segments: Segments, index: int, context: _Context,
                     halt: threading.Event) -> None:
-    for chunk in iter(lambda: response.raw.read1(context.config.chunk_size, decode_content=False), b""):
+    for chunk in _pieces(response, context.config.chunk_size):
         taken = segments.write(index, chunk)
         context.events.bytes_received(taken)
         context.politeness.spend(taken)
@@ -339,27 +354,61 @@ def _get(session: FuturesSession, request: Request, config: Config) -> requests.
 
 @contextlib.contextmanager
 def _mapped_errors(url: str, part: str) -> Iterator[None]:
-    """Translate requests, urllib3 and OS errors into the package's own (the one border)."""
+    """Translate requests, urllib3, http.client and OS errors into the package's own (the one border)."""
     try:
         yield
     except DownloadError:
         raise
-    except (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError) as exc:
-        raise ConnectError(url, f"connect timeout: {exc}") from exc
-    except (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException) as exc:
+        raise _translated(url, exc) from exc
+    except TimeoutError as exc:
         raise StallTimeout(url, "stalled: no data within the timeout") from exc
-    except requests.TooManyRedirects as exc:
-        raise HTTPStatusError(url, f"too many redirects: {exc}", 310, False) from exc
-    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
-        raise InvalidJob(url, f"cannot fetch: {exc}") from exc
-    except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
-        raise BodyIncomplete(url, f"connection broken during the body: {_root(exc)}") from exc
-    except (requests.ConnectionError, urllib3.exceptions.HTTPError) as exc:
-        raise ConnectError(url, f"connection failed: {_root(exc)}") from exc
-    except requests.RequestException as exc:
-        raise TransferError(url, f"request failed: {exc}") from exc
     except OSError as exc:
         raise local_error(url, exc, part) from exc
+
+
+def _translated(url: str, exc: Exception) -> DownloadError:
+    """The package's error for an exception of requests, urllib3 or http.client."""
+    if isinstance(exc, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
+        return ConnectError(url, f"connect timeout: {exc}")
+    if isinstance(exc, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
+        return StallTimeout(url, "stalled: no data within the timeout")
+    if isinstance(exc, requests.TooManyRedirects):
+        return HTTPStatusError(url, f"too many redirects: {exc}", 310, False)
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                        requests.exceptions.MissingSchema)):
+        return InvalidJob(url, f"cannot fetch: {exc}")
+    if (fault := _malformed(exc)) is not None:
+        return MalformedResponse(url, f"invalid answer: {fault}")
+    if isinstance(exc, strict.ChunkedError):
+        return BodyIncomplete(url, f"broken chunked body: {exc}")
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
+                        http.client.IncompleteRead)):
+        return BodyIncomplete(url, f"connection broken during the body: {_root(exc)}")
+    if isinstance(exc, (requests.ConnectionError, urllib3.exceptions.HTTPError)):
+        return ConnectError(url, f"connection failed: {_root(exc)}")
+    return TransferError(url, f"request failed: {exc}")
+
+
+def _malformed(exc: BaseException) -> str | None:
+    """What http.client found invalid in the status line or headers, wherever requests and
+    urllib3 wrapped it (their args, causes and contexts); None when nothing was."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        error = todo.pop()
+        seen.append(error)
+        if isinstance(error, http.client.BadStatusLine) and not isinstance(error, http.client.RemoteDisconnected):
+            return f"bad status line {error.args[0] if error.args else ''!r}"[:200]
+        if isinstance(error, http.client.UnknownProtocol):
+            return f"unknown protocol {error.args[0] if error.args else ''!r}"[:200]
+        if isinstance(error, (strict.InvalidAnswer, http.client.LineTooLong,
+                              urllib3.exceptions.InvalidHeader)) \
+                or type(error) is http.client.HTTPException:  # "got more than 100 headers"
+            return f"{error}"[:200] or type(error).__name__
+        todo.extend(e for e in (*error.args, error.__cause__, error.__context__)
+                    if isinstance(e, BaseException) and e not in seen)
+    return None
 
 
 def _root(exc: BaseException) -> str:
