@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -80,6 +81,52 @@ class Run:
         return self._backend.peak_rss()
 
 
+def _loop_running() -> bool:
+    """Whether this thread runs an event loop (a notebook, an async application): the
+    asyncio engine cannot start its own loop in it. Never imports asyncio to ask."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_a_thread(engine: Callable[..., None], *arguments: object) -> None:
+    """Run ``engine`` (and its own event loop) in a worker thread, this thread waiting for it:
+    ``download()`` called from inside a running loop (Jupyter) works as anywhere else. The
+    caller's loop is blocked meanwhile, as by any blocking call. A KeyboardInterrupt in the
+    waiting thread (a notebook's interrupt) is raised in the worker too, which stops as a
+    run stops on Ctrl-C (parts kept), and is re-raised once the worker has ended."""
+    failure: list[BaseException] = []
+    ended = threading.Event()  # not Thread.join: in CPython 3.11 a join interrupted by
+    # Ctrl-C marks the thread as ended while it still runs
+
+    def work() -> None:
+        try:
+            engine(*arguments)
+        except BaseException as error:  # handed to the waiting thread, which raises it
+            failure.append(error)
+        finally:
+            ended.set()
+
+    worker = threading.Thread(target=work, name="downloader-run")
+    worker.start()
+    try:
+        ended.wait()
+    except BaseException:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident or 0), ctypes.py_object(KeyboardInterrupt))
+        while not ended.wait(0.1):
+            pass
+        raise
+    if failure:
+        raise failure[0]
+
+
 class _Backend(Protocol):
     def __call__(self, entries: Iterable[Entry]) -> Summary: ...
     def summary(self) -> Summary: ...
@@ -105,7 +152,10 @@ class LocalRun:
     def __call__(self, entries: Iterable[Entry]) -> Summary:
         engine = get_engine(self.config.engine)
         try:
-            engine(iter(entries), self.config, self.progress, self.dispatcher)
+            if self.config.engine == "asyncio" and _loop_running():
+                _in_a_thread(engine, iter(entries), self.config, self.progress, self.dispatcher)
+            else:
+                engine(iter(entries), self.config, self.progress, self.dispatcher)
         except BaseException:
             self._interrupted = True
             self.dispatcher.record_in_flight()
