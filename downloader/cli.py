@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mirroring_options(parser)
     _add_request_options(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
+    parser.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+                        help="how progress is shown on stderr: an animated bar, a plain line every "
+                             "--progress-interval seconds (for logs and CI), or nothing; auto (default): "
+                             "the bar on a terminal, lines otherwise, nothing with -q")
+    parser.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between two progress lines (default 5)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
     parser.add_argument("--report", metavar="FILE", help="write a JSON Lines report: one object per URL, then a summary")
     parser.add_argument("--dry-run", action="store_true",
@@ -303,9 +309,19 @@ def _config(args: argparse.Namespace) -> Config:
         return Config(dest=dest, engine=args.engine, concurrency=args.concurrency, retries=args.retries,
                       timeout=args.timeout, max_wait=args.max_wait, resume=not args.no_resume,
                       speed_limit=args.speed_limit, speed_time=args.speed_time,
-                      progress=not args.quiet and sys.stderr.isatty(), **_request_options(args))
+                      **_progress_options(args), **_request_options(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _progress_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Config fields for --progress: the bar on a terminal, plain lines in a log, nothing with -q."""
+    mode = args.progress
+    if mode == "auto":
+        mode = "none" if args.quiet else "bar" if sys.stderr.isatty() else "lines"
+    if args.progress_interval <= 0:
+        raise UsageError(f"--progress-interval must be a positive number of seconds, not {args.progress_interval:g}")
+    return {"progress": mode == "bar", "progress_lines": args.progress_interval if mode == "lines" else None}
 
 
 def _request_options(args: argparse.Namespace) -> dict[str, Any]:

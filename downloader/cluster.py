@@ -200,8 +200,8 @@ class ClusterRun:
         self.window = max(1, min(threads, config.per_host or threads)) if limited else 2 * threads
         task_per_host = None if config.per_host is None else max(1, config.per_host // self.window)
         task_rate = None if config.limit_rate is None else max(1, config.limit_rate // self.window)
-        self._task_config = dataclasses.replace(config, processes=1, shard=None, progress=False, per_host=task_per_host,
-                                                limit_rate=task_rate)
+        self._task_config = dataclasses.replace(config, processes=1, shard=None, progress=False, progress_lines=None,
+                                                per_host=task_per_host, limit_rate=task_rate)
         self._buckets = _Buckets(2 * self.window)
         self._run_id = uuid.uuid4().hex[:12]
         self._numbers = itertools.count(1)
@@ -212,7 +212,8 @@ class ClusterRun:
         self._checked = 0.0  # when _send_stale last looked at the buckets
         self._workers_asked = 0.0  # when _workerless last asked the scheduler
         self._workerless_since: float | None = None
-        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures)
+        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures,
+                                 lines=config.progress_lines)
         self._client.subscribe_topic(_TOPIC, self._on_progress)
         self._merge_left_over()
 

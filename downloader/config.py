@@ -54,6 +54,9 @@ class Config:
     """Continue a ``.part`` left by an earlier run; False restarts every part."""
     progress: bool = False
     """Show the animated progress bar on stderr (the CLI does unless -q or stderr is no terminal)."""
+    progress_lines: float | None = None
+    """Print a plain progress line on stderr every this many seconds (a log file, CI, a batch
+    job: the CLI does when stderr is no terminal); None: no lines."""
     user_agent: str = f"downloader/{__version__}"
     """The User-Agent header sent with every request."""
     headers: tuple[tuple[str, str], ...] = ()
@@ -136,6 +139,8 @@ class Config:
             raise ValueError(f"engine must be 'asyncio' or 'threads', not {self.engine!r}")
         _require(self.concurrency >= 1, f"concurrency must be at least 1, not {self.concurrency}")
         _require(self.retries >= 0, f"retries must be 0 or more, not {self.retries}")
+        _require(self.progress_lines is None or self.progress_lines > 0,
+                 f"progress_lines must be a positive number of seconds, not {self.progress_lines}")
         _require(self.timeout > 0, f"timeout must be more than 0 seconds, not {self.timeout}")
         _require(self.speed_limit >= 0, f"speed_limit must not be negative, not {self.speed_limit}")
         _require(self.speed_time > 0, f"speed_time must be more than 0 seconds, not {self.speed_time}")

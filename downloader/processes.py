@@ -86,7 +86,7 @@ def child_config(config: Config, processes: int, index: int, *, concurrency: int
     if concurrency is None:
         concurrency = share(config.concurrency, processes, index)
     return dataclasses.replace(config, processes=1, concurrency=max(1, concurrency),
-                               per_host=per_host, limit_rate=rate, progress=False, shard=None)
+                               per_host=per_host, limit_rate=rate, progress=False, progress_lines=None, shard=None)
 
 
 def shares_for(config: Config, processes: int, head: list[int] | None) -> list[int]:
@@ -161,7 +161,7 @@ class ProcessRun:
         self._stopping = False
         self._workers: list[_Worker] = []
         self._progress_options: dict[str, Any] = {"bar": config.progress, "stream": stream, "on_result": on_result,
-                                                  "spool_failures": list_failures}
+                                                  "spool_failures": list_failures, "lines": config.progress_lines}
         self.progress: Progress | None = None
         self._manifest: Manifest | None = None
         self._screen: Dispatcher | None = None

@@ -9,6 +9,7 @@ million URLs that all fail still prints every one at the end in bounded memory.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import threading
 import time
@@ -77,7 +78,8 @@ class Progress:
     """Thread-safe counters behind the bar and the summary (an :class:`Events`)."""
 
     def __init__(self, *, bar: bool = False, stream: IO[str] | None = None,
-                 on_result: Callable[[Result], None] | None = None, spool_failures: bool = False) -> None:
+                 on_result: Callable[[Result], None] | None = None, spool_failures: bool = False,
+                 lines: float | None = None) -> None:
         self._on_result = on_result
         self._spool_failures = spool_failures
         self._lock = threading.Lock()
@@ -94,6 +96,9 @@ class Progress:
             self._bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, file=stream,
                              dynamic_ncols=True, mininterval=_REFRESH_SECONDS, leave=True, smoothing=0.1)
             self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._ticker.start()
+        elif lines is not None:  # no terminal: a plain line every ``lines`` seconds, for a log
+            self._ticker = threading.Thread(target=self._write_lines, args=(lines, stream), name="progress", daemon=True)
             self._ticker.start()
 
     # -- Events ----------------------------------------------------------------
@@ -163,6 +168,22 @@ class Progress:
     def _tick(self) -> None:
         while not self._stop.wait(_REFRESH_SECONDS):
             self._draw()
+
+    def _write_lines(self, interval: float, stream: IO[str] | None) -> None:
+        while not self._stop.wait(interval):
+            print(self.line(), file=stream if stream is not None else sys.stderr, flush=True)
+
+    def line(self) -> str:
+        """The plain progress line: ``[12 s] files 120 done of 5000 seen, 2 failed; 1.9 MiB (150.2 KiB/s)``."""
+        with self._lock:
+            received, seen = self._received, self._seen
+            done = sum(self._counts.values()) + self._provisional
+            failed = self._counts[Status.FAILED]
+        elapsed = time.monotonic() - self._started
+        rate = received / elapsed if elapsed > 0 else 0.0
+        failures = f", {failed} failed" if failed else ""
+        return (f"[{elapsed:.0f} s] files {done} done of {seen} seen{failures}; "
+                f"{human_bytes(received)} ({human_bytes(rate)}/s)")
 
     def _draw(self) -> None:
         assert self._bar is not None
