@@ -69,13 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale_options(parser)
     _add_mirroring_options(parser)
     _add_request_options(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
-    parser.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
-                        help="how progress is shown on stderr: an animated bar, a plain line every "
-                             "--progress-interval seconds (for logs and CI), or nothing; auto (default): "
-                             "the bar on a terminal, lines otherwise, nothing with -q")
-    parser.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
-                        help="seconds between two progress lines (default 5)")
+    _add_output_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
     parser.add_argument("--report", metavar="FILE", help="write a JSON Lines report: one object per URL, then a summary")
     parser.add_argument("--dry-run", action="store_true",
@@ -83,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--failed", metavar="FILE", help="write the failed URLs in list format, to run again with -i")
     parser.add_argument("--version", action="version", version=f"downloader {__version__}")
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
+    parser.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+                        help="how progress is shown on stderr: an animated bar, a plain line every "
+                             "--progress-interval seconds (for logs and CI), or nothing; auto (default): "
+                             "the bar on a terminal, lines otherwise, nothing with -q")
+    parser.add_argument("--progress-interval", type=_seconds, default=5.0, metavar="SECONDS",
+                        help="seconds between two progress lines (default 5)")
 
 
 def _add_mirroring_options(parser: argparse.ArgumentParser) -> None:
@@ -319,8 +323,6 @@ def _progress_options(args: argparse.Namespace) -> dict[str, Any]:
     mode = args.progress
     if mode == "auto":
         mode = "none" if args.quiet else "bar" if sys.stderr.isatty() else "lines"
-    if args.progress_interval <= 0:
-        raise UsageError(f"--progress-interval must be a positive number of seconds, not {args.progress_interval:g}")
     return {"progress": mode == "bar", "progress_lines": args.progress_interval if mode == "lines" else None}
 
 
