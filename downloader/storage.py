@@ -175,13 +175,14 @@ class Part:
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
 
-    def start_split(self, state: ResumeState) -> None:
-        """Empty the part and save the segment table before any segment's byte."""
+    def start_split(self, state: ResumeState) -> Segments:
+        """Empty the part and save the segment table before any segment's byte; the segments."""
         try:
             self._truncate()
             self.save_state(state)
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
+        return Segments(self, state)
 
     def hash_into(self, hasher: hashlib._Hash, length: int) -> None:
         """Feed the part's first ``length`` bytes to ``hasher`` (a resumed prefix, a split file)."""

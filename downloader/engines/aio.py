@@ -205,7 +205,7 @@ async def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send)
                     return attempt.ended()
                 if not isinstance(step, Split):
                     return step
-                segments = await asyncio.to_thread(_start_split, part, step)
+                segments = await asyncio.to_thread(part.start_split, step.state)
                 tasks = _start_segments(context, attempt, segments, skip=0)
                 await _stream_segment(response, segments, 0, context)
     except BaseException:
@@ -224,11 +224,6 @@ async def _split(context: _Context, attempt: Attempt, part: Part, step: Split) -
     segments = Segments(part, step.state)
     return attempt.split_ended(await _settle(segments, _start_segments(context, attempt, segments, skip=None)),
                                segments.received)
-
-
-def _start_split(part: Part, step: Split) -> Segments:
-    part.start_split(step.state)
-    return Segments(part, step.state)
 
 
 async def _write(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:

@@ -189,7 +189,7 @@ def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send) -> Se
                     return attempt.ended()
                 if not isinstance(step, Split):
                     return step
-                segments = _start_split(part, step)
+                segments = part.start_split(step.state)
                 tasks = _start_segments(context, attempt, segments, skip=0)
                 _stream_segment(response, segments, 0, context, tasks.halt)
     except BaseException:
@@ -210,17 +210,14 @@ def _split(context: _Context, attempt: Attempt, part: Part, step: Split) -> Send
                                segments.received)
 
 
-def _start_split(part: Part, step: Split) -> Segments:
-    part.start_split(step.state)
-    return Segments(part, step.state)
-
-
 def _write(response: requests.Response, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
     """Put the body in the part as ``step`` says: a small one at once, else as it streams."""
     if step.whole:
         part.store(step, _read_whole(response, attempt, step, context))
     else:
         part.ready(step, attempt.hasher)
+        if step.total is not None:
+            context.events.bytes_expected(step.total - step.offset)
         _receive(response, attempt, part, step, context)
 
 
@@ -240,8 +237,6 @@ def _read_whole(response: requests.Response, attempt: Attempt, step: Write, cont
 
 def _receive(response: requests.Response, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
     assert part.fd is not None
-    if step.total is not None:
-        context.events.bytes_expected(step.total - step.offset)
     # The part's own descriptor, locked and positioned by part.ready().
     with open(part.fd, "wb", closefd=False) as file:
         # The raw stream, undecoded: the bytes stored are the bytes the server sent.
