@@ -137,13 +137,6 @@ class Dispatcher:
         with self._lock:
             return sum(1 + len(claim.parked) for claim in self._claims.values())
 
-    def admit(self, entry: Entry) -> Admission:
-        """Settle or start one entry: :meth:`with_done`, :meth:`screen` and :meth:`place`
-        for one entry (the engines call those three, the first once per batch)."""
-        ((entry, done),) = self.with_done([entry])
-        job = self.screen(entry, done)
-        return _SETTLED if job is None else self.place(job)
-
     def with_done(self, entries: Sequence[Entry]) -> list[tuple[Entry, Done | None]]:
         """Each entry with what the manifest holds of its file when that is complete,
         asked for the whole batch in one query. Thread-safe.
