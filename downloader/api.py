@@ -144,8 +144,7 @@ class LocalRun:
         # (with the path and the system's reason) as it tries to create its part.
         with contextlib.suppress(OSError):
             config.dest.mkdir(parents=True, exist_ok=True)
-        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures,
-                                 lines=config.progress_lines)
+        self.progress = Progress.of_run(config, stream=stream, on_result=on_result, list_failures=list_failures)
         self.manifest = Manifest(config.manifest) if config.manifest is not None else None
         self.dispatcher = Dispatcher(config, self.progress, self.manifest)
         self._interrupted = False

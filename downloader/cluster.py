@@ -212,8 +212,7 @@ class ClusterRun:
         self._checked = 0.0  # when _send_stale last looked at the buckets
         self._workers_asked = 0.0  # when _workerless last asked the scheduler
         self._workerless_since: float | None = None
-        self.progress = Progress(bar=config.progress, stream=stream, on_result=on_result, spool_failures=list_failures,
-                                 lines=config.progress_lines)
+        self.progress = Progress.of_run(config, stream=stream, on_result=on_result, list_failures=list_failures)
         self._client.subscribe_topic(_TOPIC, self._on_progress)
         self._merge_left_over()
 

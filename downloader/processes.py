@@ -160,8 +160,8 @@ class ProcessRun:
         self._lock = threading.Condition()
         self._stopping = False
         self._workers: list[_Worker] = []
-        self._progress_options: dict[str, Any] = {"bar": config.progress, "stream": stream, "on_result": on_result,
-                                                  "spool_failures": list_failures, "lines": config.progress_lines}
+        self._progress_options: dict[str, Any] = {"stream": stream, "on_result": on_result,
+                                                  "list_failures": list_failures}
         self.progress: Progress | None = None
         self._manifest: Manifest | None = None
         self._screen: Dispatcher | None = None
@@ -182,7 +182,7 @@ class ProcessRun:
                     counts[self._place(entry)] += 1
         shares = shares_for(self.config, self._count, counts)
         self._workers = [self._start(index, shares[index]) for index in range(self._count)]
-        self.progress = Progress(**self._progress_options)
+        self.progress = Progress.of_run(self.config, **self._progress_options)
         # This process settles what needs no transfer (invalid lines, files the manifest
         # has), one manifest query per batch as one engine would: a re-run sends nothing on.
         self._manifest = Manifest(self.config.manifest) if self.config.manifest is not None else None

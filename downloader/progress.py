@@ -22,6 +22,8 @@ from downloader.jobs import Result, Status
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from downloader.config import Config
+
 __all__ = ["Events", "Progress", "Summary", "human_bytes"]
 
 _REFRESH_SECONDS = 0.1
@@ -100,6 +102,13 @@ class Progress:
         elif lines is not None:  # no terminal: a plain line every ``lines`` seconds, for a log
             self._ticker = threading.Thread(target=self._write_lines, args=(lines, stream), name="progress", daemon=True)
             self._ticker.start()
+
+    @classmethod
+    def of_run(cls, config: Config, *, stream: IO[str] | None = None,
+               on_result: Callable[[Result], None] | None = None, list_failures: bool = False) -> Progress:
+        """The progress of a run as ``config`` asks: the bar, plain lines, or neither."""
+        return cls(bar=config.progress, lines=config.progress_lines, stream=stream, on_result=on_result,
+                   spool_failures=list_failures)
 
     # -- Events ----------------------------------------------------------------
 
