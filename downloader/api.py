@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -16,8 +16,9 @@ from downloader.config import Config, EngineName
 from downloader.dispatch import Dispatcher
 from downloader.engines import get_engine
 from downloader.jobs import Job, Result
+from downloader.listcount import ListCount
 from downloader.manifest import Manifest, ManifestError
-from downloader.progress import Progress, Summary
+from downloader.progress import FileTotal, Progress, Summary
 from downloader.sources import Entry, read_urls
 
 __all__ = ["Run", "download"]
@@ -37,26 +38,36 @@ class Run:
     the workers of a Dask cluster (:mod:`downloader.cluster`). Either way this process
     reads the list and owns the progress, the results and the summary.
 
+    ``total`` tells the progress how many entries are coming once that is known (e.g. a
+    :class:`downloader.listcount.ListCount` of the list files); it is ignored with
+    ``config.shard``, whose run sees only part of them.
+
     .. versionchanged:: 0.3 ``config.processes``, ``config.shard`` and ``dask``.
+    .. versionchanged:: 0.4 ``total``.
     """
 
     def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
-                 stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None) -> None:
+                 stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None,
+                 total: FileTotal | None = None) -> None:
         self.config = config
+        if config.shard is not None:
+            total = None
         self._backend: _Backend
         if dask is not None:
             if config.save_cookies is not None:
                 raise ValueError("save_cookies cannot be used with dask: each worker has a jar of its own")
             from downloader.cluster import ClusterRun  # the optional extra, only when asked for
 
-            self._backend = ClusterRun(config, dask, on_result=on_result, stream=stream, list_failures=list_failures)
+            self._backend = ClusterRun(config, dask, on_result=on_result, stream=stream, list_failures=list_failures,
+                                       total=total)
         elif config.process_count > 1:
             from downloader.processes import ProcessRun
 
             self._backend = ProcessRun(config, config.process_count, on_result=on_result, stream=stream,
-                                       list_failures=list_failures)
+                                       list_failures=list_failures, total=total)
         else:
-            self._backend = LocalRun(config, on_result=on_result, stream=stream, list_failures=list_failures)
+            self._backend = LocalRun(config, on_result=on_result, stream=stream, list_failures=list_failures,
+                                     total=total)
 
     def __call__(self, entries: Iterable[Entry]) -> Summary:
         """Fetch every entry (of ``config.shard`` only, when it is set). On KeyboardInterrupt the
@@ -138,13 +149,14 @@ class LocalRun:
     """A run in this process: one engine, one dispatcher."""
 
     def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
-                 stream: IO[str] | None = None, list_failures: bool = False) -> None:
+                 stream: IO[str] | None = None, list_failures: bool = False, total: FileTotal | None = None) -> None:
         self.config = config
         # Created here even when no file arrives. When it cannot be, each job says why
         # (with the path and the system's reason) as it tries to create its part.
         with contextlib.suppress(OSError):
             config.dest.mkdir(parents=True, exist_ok=True)
-        self.progress = Progress.of_run(config, stream=stream, on_result=on_result, list_failures=list_failures)
+        self.progress = Progress.of_run(config, stream=stream, on_result=on_result, list_failures=list_failures,
+                                        total=total)
         self.manifest = Manifest(config.manifest) if config.manifest is not None else None
         self.dispatcher = Dispatcher(config, self.progress, self.manifest)
         self._interrupted = False
@@ -227,5 +239,6 @@ def download(
         with lock:
             results.append(result)
 
-    Run(dataclasses.replace(config), on_result=collect, dask=dask)(read_urls(urls))
+    total = ListCount(known=len(urls)) if isinstance(urls, Sized) else None  # the bar's files total
+    Run(dataclasses.replace(config), on_result=collect, dask=dask, total=total)(read_urls(urls))
     return results

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gc
 import itertools
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import urllib.request
@@ -28,7 +30,7 @@ from downloader.cookies import CookiesFileError, read_file
 from downloader.errors import ClusterError, ManifestError
 from downloader.jobs import Result
 from downloader.manifest import default_path, status_report
-from downloader.progress import Summary
+from downloader.progress import FileTotal, Summary
 from downloader.report import FailedList, JsonReport
 from downloader.sources import Entry, read_list, read_urls
 
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if args.dry_run:
             return _dry_run(config, _entries(args.urls, lists))
-        return _run(config, _entries(args.urls, lists), outputs, dask)
+        return _run(config, _entries(args.urls, lists), outputs, dask, _total(args))
 
 
 @dataclasses.dataclass
@@ -257,9 +259,10 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     return EXIT_FAILED if counts["fail"] else EXIT_OK
 
 
-def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str | None = None) -> int:
+def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str | None = None,
+         total: FileTotal | None = None) -> int:
     try:
-        run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True, dask=dask)
+        run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True, dask=dask, total=total)
     except ManifestError as error:
         print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
         return EXIT_USAGE
@@ -286,6 +289,27 @@ def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:
     for line in run.failures():
         print(f"  {line}", file=sys.stderr)
     sys.stderr.flush()
+
+
+def _total(args: argparse.Namespace) -> FileTotal | None:
+    """How many entries the run will see, for the progress: the URL arguments at once, and each
+    list file's lines counted in the background. Unknown with a list that can be read only once
+    (standard input, a pipe)."""
+    from downloader.listcount import Counter, ListCount, count_file
+
+    counters: list[Counter] = []
+    for name in args.input_file:
+        if name == "-" or not _regular_file(name):
+            return None
+        counters.append(functools.partial(count_file, name))
+    return ListCount(counters, known=len(args.urls))
+
+
+def _regular_file(name: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name).st_mode)
+    except OSError:
+        return False
 
 
 def _terminate_like_ctrl_c() -> None:

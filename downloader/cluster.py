@@ -49,7 +49,7 @@ from downloader.dispatch import failed_result, skipped_as_recorded
 from downloader.errors import ClusterError, DownloadError, InvalidJob
 from downloader.jobs import DONE_STATUSES, Job, Result, Status
 from downloader.manifest import Manifest, ManifestError, Record, read_records
-from downloader.progress import Progress, Summary
+from downloader.progress import FileTotal, Progress, Summary
 from downloader.sharding import placement_hash, placement_key, process_of
 from downloader.sources import Entry
 
@@ -177,7 +177,7 @@ class ClusterRun:
     """
 
     def __init__(self, config: Config, dask: object, *, on_result: Callable[[Result], None] | None = None,
-                 stream: IO[str] | None = None, list_failures: bool = False) -> None:
+                 stream: IO[str] | None = None, list_failures: bool = False, total: FileTotal | None = None) -> None:
         self.config = config
         config.dest.mkdir(parents=True, exist_ok=True)
         self._tasks_dir = config.dest / ".downloader" / "tasks"
@@ -212,7 +212,8 @@ class ClusterRun:
         self._checked = 0.0  # when _send_stale last looked at the buckets
         self._workers_asked = 0.0  # when _workerless last asked the scheduler
         self._workerless_since: float | None = None
-        self.progress = Progress.of_run(config, stream=stream, on_result=on_result, list_failures=list_failures)
+        self.progress = Progress.of_run(config, stream=stream, on_result=on_result, list_failures=list_failures,
+                                        total=total)
         self._client.subscribe_topic(_TOPIC, self._on_progress)
         self._merge_left_over()
 

@@ -49,7 +49,7 @@ from downloader.engines import get_engine
 from downloader.errors import InvalidJob
 from downloader.jobs import Job, Result, Status
 from downloader.manifest import Manifest, ManifestError
-from downloader.progress import Progress, Summary
+from downloader.progress import FileTotal, Progress, Summary
 from downloader.sharding import placement_hash, placement_key, process_of
 from downloader.sources import Entry
 
@@ -149,7 +149,7 @@ class ProcessRun:
     """
 
     def __init__(self, config: Config, processes: int, *, on_result: Callable[[Result], None] | None = None,
-                 stream: IO[str] | None = None, list_failures: bool = False) -> None:
+                 stream: IO[str] | None = None, list_failures: bool = False, total: FileTotal | None = None) -> None:
         self.config = config
         with contextlib.suppress(OSError):
             config.dest.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ class ProcessRun:
         self._stopping = False
         self._workers: list[_Worker] = []
         self._progress_options: dict[str, Any] = {"stream": stream, "on_result": on_result,
-                                                  "list_failures": list_failures}
+                                                  "list_failures": list_failures, "total": total}
         self.progress: Progress | None = None
         self._manifest: Manifest | None = None
         self._screen: Dispatcher | None = None

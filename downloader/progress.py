@@ -5,6 +5,11 @@ numbers under a lock. A ticker thread redraws the tqdm bar at most ten times a
 second, however fast the chunks arrive, so the bar costs nothing per chunk.
 Failures are spooled to a temporary file, not kept in memory: a run over a
 million URLs that all fail still prints every one at the end in bounded memory.
+
+When the number of files the run will see becomes known (a :class:`FileTotal`: URLs
+given as arguments, or a background count of a list file's lines), the bar counts
+files done of that total and the plain lines say ``files N done of M``; until then,
+files done of those seen so far.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ if TYPE_CHECKING:
 
     from downloader.config import Config
 
-__all__ = ["Events", "Progress", "Summary", "human_bytes"]
+__all__ = ["Events", "FileTotal", "Progress", "Summary", "human_bytes"]
 
 _REFRESH_SECONDS = 0.1
+_FILES = " files"  # the bar's unit once it counts files
 
 
 class Events(Protocol):
@@ -36,6 +42,17 @@ class Events(Protocol):
     def bytes_expected(self, count: int) -> None: ...
     def bytes_received(self, count: int) -> None: ...
     def result(self, result: Result) -> None: ...
+
+
+class FileTotal(Protocol):
+    """How many files a run will see, known later or never (see :class:`downloader.listcount.ListCount`).
+
+    The progress starts it when it starts showing anything and stops it when the run ends.
+    """
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def value(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +98,9 @@ class Progress:
 
     def __init__(self, *, bar: bool = False, stream: IO[str] | None = None,
                  on_result: Callable[[Result], None] | None = None, spool_failures: bool = False,
-                 lines: float | None = None) -> None:
+                 lines: float | None = None, total: FileTotal | None = None) -> None:
         self._on_result = on_result
+        self._total = total
         self._spool_failures = spool_failures
         self._lock = threading.Lock()
         self._started = time.monotonic()
@@ -92,6 +110,8 @@ class Progress:
         self._stop = threading.Event()
         self._bar: tqdm[None] | None = None
         self._ticker: threading.Thread | None = None
+        if (bar or lines is not None) and total is not None:
+            total.start()  # counted only when shown
         if bar:
             from tqdm import tqdm  # here: a run without a bar does not pay its import (10 ms)
 
@@ -105,10 +125,11 @@ class Progress:
 
     @classmethod
     def of_run(cls, config: Config, *, stream: IO[str] | None = None,
-               on_result: Callable[[Result], None] | None = None, list_failures: bool = False) -> Progress:
+               on_result: Callable[[Result], None] | None = None, list_failures: bool = False,
+               total: FileTotal | None = None) -> Progress:
         """The progress of a run as ``config`` asks: the bar, plain lines, or neither."""
         return cls(bar=config.progress, lines=config.progress_lines, stream=stream, on_result=on_result,
-                   spool_failures=list_failures)
+                   spool_failures=list_failures, total=total)
 
     # -- Events ----------------------------------------------------------------
 
@@ -141,8 +162,10 @@ class Progress:
     # -- the end of a run ------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the ticker and draw the bar one last time."""
+        """Stop the ticker (and the count of the total) and draw the bar one last time."""
         self._stop.set()
+        if self._total is not None:
+            self._total.stop()
         if self._ticker is not None:
             self._ticker.join()
         if self._bar is not None:
@@ -183,29 +206,49 @@ class Progress:
             print(self.line(), file=stream if stream is not None else sys.stderr, flush=True)
 
     def line(self) -> str:
-        """The plain progress line: ``[12 s] files 120 done of 5000 seen, 2 failed; 1.9 MiB (150.2 KiB/s)``."""
+        """The plain progress line: ``[12 s] files 120 done of 5000 seen, 2 failed; 1.9 MiB (150.2 KiB/s)``,
+        or ``files 120 done of 80000`` once the total is known."""
+        done, seen, total, failed, received = self._files()
+        elapsed = time.monotonic() - self._started
+        rate = received / elapsed if elapsed > 0 else 0.0
+        failures = f", {failed} failed" if failed else ""
+        of = f"{seen} seen" if total is None else f"{total}"
+        return (f"[{elapsed:.0f} s] files {done} done of {of}{failures}; "
+                f"{human_bytes(received)} ({human_bytes(rate)}/s)")
+
+    def _files(self) -> tuple[int, int, int | None, int, int]:
+        """Files done, seen, the total (None while unknown), failed, and bytes received.
+
+        The total is a count of list lines, an estimate: it is never shown below what
+        was seen or done (a line it took for blank may hold an entry)."""
         with self._lock:
             received, seen = self._received, self._seen
             done = sum(self._counts.values()) + self._provisional
             failed = self._counts[Status.FAILED]
-        elapsed = time.monotonic() - self._started
-        rate = received / elapsed if elapsed > 0 else 0.0
-        failures = f", {failed} failed" if failed else ""
-        return (f"[{elapsed:.0f} s] files {done} done of {seen} seen{failures}; "
-                f"{human_bytes(received)} ({human_bytes(rate)}/s)")
+        total = self._total.value() if self._total is not None else None
+        if total is not None:
+            total = max(total, seen, done)
+        return done, seen, total, failed, received
 
     def _draw(self) -> None:
         assert self._bar is not None
+        done, seen, total, failed, received = self._files()
         with self._lock:
-            received, expected, seen = self._received, self._expected, self._seen
-            done = sum(self._counts.values()) + self._provisional
-            failed = self._counts[Status.FAILED]
+            expected = self._expected
         bar = self._bar
-        if expected and expected >= received:
-            bar.total = expected
-        bar.n = received
-        postfix = f"files {done}/{seen}" + (f", failed {failed}" if failed else "")
-        bar.set_postfix_str(postfix, refresh=False)
+        failures = f", failed {failed}" if failed else ""
+        if total is None:  # bytes done of those announced so far
+            if expected and expected >= received:
+                bar.total = expected
+            bar.n = received
+            bar.set_postfix_str(f"files {done}/{seen}{failures}", refresh=False)
+        else:  # files done of the total: a true percentage and ETA, however large the files
+            if bar.unit != _FILES:
+                bar.unit, bar.unit_scale = _FILES, False
+            bar.total, bar.n = total, done
+            elapsed = time.monotonic() - self._started
+            rate = received / elapsed if elapsed > 0 else 0.0
+            bar.set_postfix_str(f"{human_bytes(received)} ({human_bytes(rate)}/s){failures}", refresh=False)
         bar.refresh()
 
 

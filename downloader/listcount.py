@@ -1,0 +1,185 @@
+"""How many entries URL lists hold, counted in a background thread: the progress bar's total.
+
+The reader (:func:`downloader.sources.read_list`) yields one entry per line that is
+neither blank nor a comment, so the count is the number of such lines: newlines
+counted a block at a time in C (``bytes.count``), less the blank and comment lines
+(a regular expression run from the first place that may hold one). The list is
+read in 1 MiB blocks and never held: of a line a block leaves unfinished, only
+its first byte that is not white space is kept for the next.
+
+The count is an estimate of what the run will see: an invalid line counts (it ends
+as a failure, which is a file done too); white space that only ``str.split`` knows
+(NBSP, U+2003...) does not make a line blank here. :class:`downloader.progress.Progress`
+never shows more done than the total.
+
+A count runs in a daemon thread at the lowest CPU priority the system grants that
+thread, and stops between two blocks when the run ends.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Protocol
+
+__all__ = ["BLOCK_SIZE", "Counter", "ListCount", "count_entries", "count_file"]
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE = 1 << 20
+"""Bytes read at a time: large enough that counting costs little more than reading."""
+
+_MEANINGFUL = re.compile(rb"[^ \t\r\f\v]")  # not white space; searched within one line only
+# A newline whose next line is blank or a comment (white space, then '#' or the end of the line).
+_SKIPPED = re.compile(rb"\n(?=[ \t\r\f\v]*[#\n])")
+# Where _SKIPPED can first match: a simpler expression, a third faster over a block of URLs
+# that holds no blank line and no comment (most lists), and _SKIPPED starts from there.
+_CANDIDATE = re.compile(rb"\n[ \t\r\f\v#\n]")
+
+
+def count_entries(stream: IO[bytes], stop: threading.Event | None = None, *, block_size: int = BLOCK_SIZE) -> int | None:
+    """The lines of the list in ``stream`` that can be entries: neither blank nor comments.
+
+    Lines end with LF (a CR before it is white space); a last line without one counts
+    like the others; a UTF-8 byte-order mark before the first line is ignored.
+
+    Args:
+        stream: the list, opened for reading bytes (a plain file, a gzip file...).
+        stop: when set, the count ends before the next block.
+        block_size: bytes read at a time.
+
+    Returns:
+        The count, or None when ``stop`` was set first.
+    """
+    entries = 0
+    start = b""  # the first meaningful byte of the line a block left unfinished (b"" while none)
+    for block in _blocks(stream, block_size):
+        if stop is not None and stop.is_set():
+            return None
+        first = block.find(b"\n")
+        if first < 0:  # the line goes on
+            start = start or _first_meaningful(block, 0)
+            continue
+        # The line that began before this block ends at ``first``.
+        start = start or _first_meaningful(block, 0, first)
+        entries += start not in (b"", b"#")
+        # Each newline up to the last one starts a line that ends in this block.
+        last = block.rfind(b"\n")
+        entries += block.count(b"\n", first + 1, last + 1)
+        candidate = _CANDIDATE.search(block, first, last + 1)
+        if candidate is not None:
+            entries -= len(_SKIPPED.findall(block, candidate.start(), last + 1))
+        start = _first_meaningful(block, last + 1)
+    return entries + (start not in (b"", b"#"))  # a last line without a newline
+
+
+def _first_meaningful(block: bytes, begin: int, end: int | None = None) -> bytes:
+    """The first byte of ``block[begin:end]`` that is not white space, or b"" when there is none:
+    all that tells a blank line, a comment and an entry apart."""
+    found = _MEANINGFUL.search(block, begin, len(block) if end is None else end)
+    return b"" if found is None else found[0]
+
+
+def _blocks(stream: IO[bytes], size: int) -> Iterator[bytes]:
+    """The bytes of ``stream``, ``size`` at a time, without a UTF-8 byte-order mark at the start."""
+    head = b""
+    while len(head) < len(codecs.BOM_UTF8) and (more := stream.read(size)):
+        head += more
+    yield head.removeprefix(codecs.BOM_UTF8)
+    while block := stream.read(size):
+        yield block
+
+
+def _open_binary(path: str) -> IO[bytes]:
+    return open(path, "rb")
+
+
+def count_file(path: str | os.PathLike[str], stop: threading.Event | None = None, *,
+               opener: Callable[[str], IO[bytes]] = _open_binary) -> int | None:
+    """:func:`count_entries` of the list at ``path``, opened with ``opener`` (e.g. ``gzip.open``
+    for a compressed list: it must return a stream of the list's bytes).
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    with opener(os.fspath(path)) as stream:
+        _advise_sequential(stream)
+        return count_entries(stream, stop)
+
+
+def _advise_sequential(stream: IO[bytes]) -> None:
+    """Tell the kernel the file is read once from start to end (a larger read-ahead); for a
+    compressed stream, its file underneath."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+
+class Counter(Protocol):
+    """Counts one list's entries; None when ``stop`` was set first."""
+
+    def __call__(self, stop: threading.Event) -> int | None: ...
+
+
+class ListCount:
+    """The number of entries a run will see: ``known`` (URLs given as arguments) plus the
+    entries of each list, counted in one daemon thread by ``counters`` (one per list, in
+    order, e.g. ``functools.partial(count_file, path)``).
+
+    :meth:`value` is None until every list is counted, and stays None when a count
+    fails (the list cannot be read): the progress then keeps showing what it has seen.
+    A :class:`downloader.progress.FileTotal`: the progress starts it with its display
+    and stops it when the run ends.
+    """
+
+    def __init__(self, counters: Sequence[Counter] = (), *, known: int = 0) -> None:
+        self._counters = tuple(counters)
+        self._known = known
+        self._value: int | None = known if not self._counters else None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Begin counting, once; nothing to do when no list is to be counted."""
+        with self._lock:
+            if self._thread is not None or not self._counters or self._stop.is_set():
+                return
+            self._thread = threading.Thread(target=self._count, name="downloader-count", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """End the count (between two blocks) and wait a moment for the thread to finish."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)  # a read stuck on a dead network file system stays behind, a daemon
+
+    def value(self) -> int | None:
+        """The total once every list is counted, else None."""
+        return self._value
+
+    def _count(self) -> None:
+        _lower_priority()
+        total = self._known
+        for counter in self._counters:
+            try:
+                counted = counter(self._stop)
+            except Exception as error:  # any reader's failure (OSError, a broken gzip stream...)
+                log.debug("no total for the progress: counting a list failed: %s", error)
+                return
+            if counted is None:
+                return
+            total += counted
+        self._value = total
+
+
+def _lower_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: a nice value per thread),
+    so that on a busy machine the count waits for the engines, not the other way round."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
