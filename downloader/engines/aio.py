@@ -468,7 +468,7 @@ def _mapped_errors(url: str, part: str) -> Iterator[None]:
     except aiohttp.ServerDisconnectedError as exc:
         raise BodyIncomplete(url, f"server disconnected: {exc}") from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientOSError) as exc:
-        raise ConnectError(url, f"connection failed: {exc}") from exc
+        raise ConnectError(url, f"connection failed: {_connect_words(exc)}") from exc
     except (aiohttp.ClientResponseError, http_exceptions.HttpProcessingError) as exc:
         raise _refused_by_parser(url, exc.message) from exc
     except aiohttp.ClientError as exc:
@@ -480,6 +480,15 @@ def _mapped_errors(url: str, part: str) -> Iterator[None]:
         raise BodyIncomplete(url, f"connection broken during the body: {exc}") from exc
     except OSError as exc:
         raise local_error(url, exc, part) from exc
+
+
+def _connect_words(exc: Exception) -> str:
+    """A failed connection in the system's words, as the threads engine says it (``[Errno 111]
+    Connection refused``): asyncio's own text ("Connect call failed") hides which error it was."""
+    system = getattr(exc, "os_error", None)
+    if isinstance(system, OSError) and not isinstance(system, ssl.SSLError) and system.errno and system.errno > 0:
+        return f"[Errno {system.errno}] {os.strerror(system.errno)}"
+    return str(exc)
 
 
 def _refused_by_parser(url: str, message: str) -> DownloadError:

@@ -7,6 +7,7 @@ import dataclasses
 import http.client
 import itertools
 import logging
+import ssl
 import threading
 import warnings
 from collections.abc import Iterator
@@ -381,7 +382,8 @@ def _translated(url: str, exc: Exception) -> DownloadError:
                         http.client.IncompleteRead)):
         return BodyIncomplete(url, f"connection broken during the body: {_root(exc)}")
     if isinstance(exc, (requests.ConnectionError, urllib3.exceptions.HTTPError)):
-        return ConnectError(url, f"connection failed: {_root(exc)}")
+        system = _system_error(exc)
+        return ConnectError(url, f"connection failed: {system if system is not None else _root(exc)}")
     return TransferError(url, f"request failed: {exc}")
 
 
@@ -402,6 +404,22 @@ def _malformed(exc: BaseException) -> str | None:
                 or type(error) is http.client.HTTPException:  # "got more than 100 headers"
             return f"{error}"[:200] or type(error).__name__
         todo.extend(e for e in (*error.args, error.__cause__, error.__context__)
+                    if isinstance(e, BaseException) and e not in seen)
+    return None
+
+
+def _system_error(exc: BaseException) -> OSError | None:
+    """The system's error under requests' and urllib3's wrappers (``[Errno 111] Connection
+    refused``), found in their args, reasons, causes and contexts; None when there is none
+    (a TLS error's errno is not the system's)."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        error = todo.pop()
+        seen.append(error)
+        if isinstance(error, OSError) and not isinstance(error, ssl.SSLError) and error.errno and error.strerror:
+            return error
+        todo.extend(e for e in (*error.args, getattr(error, "reason", None), error.__cause__, error.__context__)
                     if isinstance(e, BaseException) and e not in seen)
     return None
 
