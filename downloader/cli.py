@@ -28,6 +28,7 @@ from downloader.api import Run
 from downloader.config import Config, __version__, default_processes
 from downloader.cookies import CookiesFileError, read_file
 from downloader.errors import ClusterError, ManifestError
+from downloader.failures import Failures
 from downloader.jobs import Result
 from downloader.manifest import default_path, status_report
 from downloader.progress import FileTotal, Summary
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             config = _config(args)
             dask = _dask(args.dask, verbose=args.verbose)
             outputs = _Outputs(_open(args.report, "report", JsonReport, files),
-                               _open(args.failed, "failed list", FailedList, files))
+                               _open(args.failed, "failed list", FailedList, files), args.report, args.failed)
         except UsageError as error:
             parser.print_usage(sys.stderr)
             print(f"downloader: error: {error}", file=sys.stderr)
@@ -190,20 +191,24 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclasses.dataclass
 class _Outputs:
-    """The files a run writes besides the downloads."""
+    """The files a run writes besides the downloads, and the failures for the summary."""
 
     report: JsonReport | None
     failed: FailedList | None
+    report_name: str | None = None
+    failed_name: str | None = None
+    failures: Failures = dataclasses.field(default_factory=Failures)
 
     def add(self, result: Result) -> None:
         if self.report is not None:
             self.report.add(result)
         if self.failed is not None:
             self.failed.add(result)
+        self.failures.add(result)
 
     def close(self, summary: Summary, peak_rss: dict[str, object]) -> None:
         if self.report is not None:
-            self.report.close(summary, peak_rss=peak_rss)
+            self.report.close(summary, peak_rss=peak_rss, failure_groups=self.failures.to_json())
         if self.failed is not None:
             self.failed.close()
 
@@ -262,7 +267,7 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
 def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str | None = None,
          total: FileTotal | None = None) -> int:
     try:
-        run = Run(config, on_result=outputs.add, stream=sys.stderr, list_failures=True, dask=dask, total=total)
+        run = Run(config, on_result=outputs.add, stream=sys.stderr, dask=dask, total=total)
     except ManifestError as error:
         print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
         return EXIT_USAGE
@@ -286,8 +291,8 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
 def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:
     outputs.close(summary, run.peak_rss())
     print(summary.line(), file=sys.stderr)
-    for line in run.failures():
-        print(f"  {line}", file=sys.stderr)
+    for line in outputs.failures.lines(failed_file=outputs.failed_name, report_file=outputs.report_name):
+        print(line, file=sys.stderr)
     sys.stderr.flush()
 
 

@@ -6,7 +6,10 @@ in memory)::
     {"type": "result", "url": ..., "status": "downloaded", "path": ..., "size": ..., ...}
     ...
     {"type": "summary", "downloaded": 3, "skipped": 1, "failed": 1, ...,
-     "peak_rss": {"parent": BYTES, "workers": [BYTES, ...]}}
+     "peak_rss": {"parent": BYTES, "workers": [BYTES, ...]},
+     "failure_groups": [{"kind": "HTTP 404 Not Found", "host": "example.org", "count": 1}, ...]}
+
+(the summary's extra fields are the command line's: see :mod:`downloader.failures` for the groups).
 
 ``--failed FILE`` writes the failed URLs in the list format (with their ``out=``,
 checksum and ``size=`` fields), ready to run again with ``-i FILE``; a
