@@ -12,8 +12,11 @@ as a failure, which is a file done too); white space that only ``str.split`` kno
 (NBSP, U+2003...) does not make a line blank here. :class:`downloader.progress.Progress`
 never shows more done than the total.
 
-A count runs in a daemon thread at the lowest CPU priority the system grants that
-thread, and stops between two blocks when the run ends.
+A count runs in a daemon thread and keeps out of the run's way: after each block
+(about a millisecond of work) it sleeps a millisecond, which hands the GIL back to
+the run's threads and keeps it under about half a core; it stops between two
+blocks when the run ends. (A lower OS priority for the thread, tried first, made
+things worse: a starved thread that holds the GIL stalls every thread of the process.)
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Protocol
 
-__all__ = ["BLOCK_SIZE", "Counter", "ListCount", "count_entries", "count_file"]
+__all__ = ["BLOCK_SIZE", "PAUSE", "Counter", "ListCount", "count_entries", "count_file"]
 
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1 << 20
 """Bytes read at a time: large enough that counting costs little more than reading."""
+PAUSE = 0.001
+"""Seconds a background count sleeps after each block: the run's threads take the GIL meanwhile."""
 
 _MEANINGFUL = re.compile(rb"[^ \t\r\f\v]")  # not white space; searched within one line only
 # A newline whose next line is blank or a comment (white space, then '#' or the end of the line).
@@ -50,7 +55,8 @@ def count_entries(stream: IO[bytes], stop: threading.Event | None = None, *, blo
 
     Args:
         stream: the list, opened for reading bytes (a plain file, a gzip file...).
-        stop: when set, the count ends before the next block.
+        stop: when set, the count ends before the next block; when given, the count
+            pauses :data:`PAUSE` seconds after each block (it runs beside a download).
         block_size: bytes read at a time.
 
     Returns:
@@ -59,7 +65,7 @@ def count_entries(stream: IO[bytes], stop: threading.Event | None = None, *, blo
     entries = 0
     start = b""  # the first meaningful byte of the line a block left unfinished (b"" while none)
     for block in _blocks(stream, block_size):
-        if stop is not None and stop.is_set():
+        if stop is not None and stop.wait(PAUSE):
             return None
         first = block.find(b"\n")
         if first < 0:  # the line goes on
@@ -164,7 +170,6 @@ class ListCount:
         return self._value
 
     def _count(self) -> None:
-        _lower_priority()
         total = self._known
         for counter in self._counters:
             try:
@@ -177,9 +182,3 @@ class ListCount:
             total += counted
         self._value = total
 
-
-def _lower_priority() -> None:
-    """Give the calling thread the lowest CPU priority (Linux: a nice value per thread),
-    so that on a busy machine the count waits for the engines, not the other way round."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
