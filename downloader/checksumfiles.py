@@ -60,6 +60,8 @@ _ORDER = tuple(checksums.ALGORITHMS)
 """Algorithm of each table value's first byte (its index here)."""
 _PREFIX = {name: f"{index:02x}" for index, name in enumerate(_ORDER)}
 """A table value's first byte in hex, by algorithm."""
+_PREFIXES = tuple(f"{name}:" for name in _ORDER)
+"""The ``ALG:`` of a table value's checksum, by its first byte."""
 _DIGEST_BYTES = {name: length // 2 for name, length in checksums.ALGORITHMS.items()}
 _MATCHED = 0x80
 """Set in a table value's first byte once a URL matched its name."""
@@ -71,8 +73,15 @@ _PLAIN = re.compile(r"([0-9A-Fa-f]{32,128}) [ *]([^\\\r\n]+)\r?\n?")
 # A component safe_name leaves as it is: no white space, no leading or trailing dot, no colon,
 # short, not starting like a Windows device name (con.txt, which it changes).
 _COMPONENT = r"(?!(?i:con|prn|aux|nul|com|lpt))[A-Za-z0-9_][A-Za-z0-9._+,=@~-]{0,199}(?<!\.)"
-_SIMPLE = re.compile(rf"(?:\./)*({_COMPONENT}(?:/{_COMPONENT})*)")
+_SIMPLE_PATH = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+_SIMPLE = re.compile(rf"(?:\./)*({_SIMPLE_PATH})")
 """A relative path (after ``./`` prefixes) that is its own key: most names, in one match."""
+_SIMPLE_NAME = re.compile(_COMPONENT)
+# A URL whose output path needs no decoding: http(s), a host of letters, digits, dots and
+# dashes, an optional port, a path without ?, # or %. Its segments are compared as they are.
+_FAST_URL = re.compile(r"(?i:(https?))://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?/([^?#%]*)")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_JOB_FIELDS = ("url", "out", "checksum", "size", "origin")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 _TAGGED = re.compile(r"([A-Za-z][A-Za-z0-9-]*) ?\((.*)\)[ \t]*=[ \t]*([0-9A-Za-z+/=]+)[ \t]*", re.DOTALL)
 _ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
@@ -294,6 +303,9 @@ def _unescape(name: str, where: str) -> str:
     return _ESCAPE.sub(one, name)
 
 
+_FIELDS_KNOWN = tuple(field.name for field in dataclasses.fields(Job)) == _JOB_FIELDS
+
+
 class ChecksumTable:
     """The digests of some checksum files by output name, applied to the entries of a run.
 
@@ -404,6 +416,8 @@ class ChecksumTable:
                 self._ambiguous_shown.append(f"{job.url} ({', '.join(names)})")
             return job
         self.applied += 1
+        if _FIELDS_KNOWN:  # dataclasses.replace costs four times as much, for every URL
+            return Job(job.url, job.out, found, job.size, job.origin)
         return dataclasses.replace(job, checksum=found)
 
     def _find(self, path: str) -> tuple[str | None, list[str]]:
@@ -411,18 +425,19 @@ class ChecksumTable:
         else its trailing components; None with the names when they disagree (or conflict)."""
         table = self._table
         value = table.get(path)
-        if value is not None:  # the whole path
-            matches = [(path, value)]
-        else:
-            matches = []
-            slash = path.find("/")
-            while slash >= 0:
-                value = table.get(path[slash + 1:])
-                if value is not None:
-                    matches.append((path[slash + 1:], value))
-                slash = path.find("/", slash + 1)
-            if not matches:
-                return None, []
+        if value is not None:  # the whole path: most lookups
+            if not value[0] & _MATCHED:
+                table[path] = bytes((value[0] | _MATCHED,)) + value[1:]
+            return (None if value[0] & _CONFLICT else _PREFIXES[value[0] & ~_MATCHED] + value[1:].hex()), [path]
+        matches = []
+        slash = path.find("/")
+        while slash >= 0:
+            value = table.get(path[slash + 1:])
+            if value is not None:
+                matches.append((path[slash + 1:], value))
+            slash = path.find("/", slash + 1)
+        if not matches:
+            return None, []
         for name, value in matches:
             if not value[0] & _MATCHED:
                 table[name] = bytes((value[0] | _MATCHED,)) + value[1:]
@@ -431,7 +446,7 @@ class ChecksumTable:
         if first[0] & _CONFLICT or any(value[1:] != first[1:] or (value[0] ^ first[0]) & ~_MATCHED
                                        for _, value in matches[1:]):
             return None, names
-        return checksums.checksum(_ORDER[first[0] & ~_MATCHED], first[1:].hex()), names
+        return _PREFIXES[first[0] & ~_MATCHED] + first[1:].hex(), names
 
     def unmatched(self) -> Iterator[str]:
         """The names (keys) no URL matched so far."""
@@ -466,12 +481,41 @@ def _origin(file: Path | str, number: int) -> str:
 def _output_path(job: Job, layout: Layout) -> str | None:
     """The output path of ``job`` relative to the destination as the run names it before any
     answer (``out=``, else from the URL by ``layout``); None when it cannot be named."""
+    fast = _simple_output_path(job, layout)
+    if fast is not None:
+        return fast
     try:
-        if job.out is None and layout == "flat":  # the common case, without building a Path
+        if job.out is None and layout == "flat":
             return naming.name_from_url(job.url)
         return naming.output_path(job, _HERE, layout=layout).as_posix()
     except (DownloadError, ValueError):
         return None
+
+
+def _simple_output_path(job: Job, layout: Layout) -> str | None:
+    """:func:`_output_path` of the usual job (a plain URL, or a plain ``out=``) without parsing
+    the URL, splitting it thrice and building a Path: the same text. None for any other job."""
+    if job.out is not None:
+        simple = _SIMPLE.fullmatch(job.out)
+        return simple[1] if simple is not None else None
+    if layout == "flat":  # the last segment of a URL without query, fragment or escapes
+        text = job.url
+        if "?" in text or "#" in text or "%" in text or text.rfind("/") <= text.find("://") + 2:
+            return None
+        name = text[text.rfind("/") + 1:]
+        return name if _SIMPLE_NAME.fullmatch(name) else None
+    url = _FAST_URL.fullmatch(job.url)
+    if url is None:
+        return None
+    path = url[4]
+    host, port = url[2].lower(), url[3]
+    if not _SIMPLE_NAME.fullmatch(host) or not re.fullmatch(_SIMPLE_PATH, path):
+        return None
+    if port is not None and int(port) != _DEFAULT_PORTS[url[1].lower()]:
+        if len(host) == 1 or int(port) > 0xFFFF:  # "a:8080" reads as a drive: safe_name changes it
+            return None
+        host = f"{host}:{int(port)}"
+    return f"{host}/{path}"
 
 
 def _listed(head: str, items: Iterator[str], count: int) -> str:

@@ -8,14 +8,19 @@ import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from downloader import ChecksumFileError, Config, Job, Status, download
-from downloader.checksumfiles import SHOWN, ChecksumLine, ChecksumTable, algorithm_hint, name_key, read_file
+from downloader import naming
+from downloader.checksumfiles import (SHOWN, ChecksumLine, ChecksumTable, _output_path, algorithm_hint, name_key,
+                                      read_file)
 from downloader.cli import main
-from downloader.errors import InvalidJob
+from downloader.errors import DownloadError, InvalidJob
+from downloader.naming import Layout
 from downloader.testing import Server, body
 
 # Names that take every path of coreutils' writers: spaces, a leading space, a star, and
@@ -443,3 +448,69 @@ def test_dry_run_applies_and_reports(server: Server, tmp_path: Path, capsys: pyt
     assert f"{bad}:1: " in capsys.readouterr().err
     assert 0 == main(["--dry-run", "-d", str(tmp_path / "out"), "--checksums", str(good), url])
     assert "download" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """A Client of a LocalCluster with one worker process, for this module's --dask test."""
+    distributed = pytest.importorskip("distributed", reason="needs the optional extra downloader[dask]")
+    local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=":0")
+    client = distributed.Client(local)
+    try:
+        client.wait_for_workers(1, timeout=60)
+        yield client
+    finally:
+        client.close(timeout=20)
+        local.close(timeout=20)
+
+
+def test_on_a_dask_cluster_the_client_applies_the_digests(dask_client: Any, server: Server, engine: str,
+                                                          tmp_path: Path) -> None:
+    """--dask: the client reads the checksum files and sends the digests with the lines; the
+    workers check them (a right one passes, a wrong one fails naming the algorithm)."""
+    urls, bodies = serve(server, f"dask-{engine}", count=2, size=20_000)
+    names = [url.rsplit("/", 1)[1] for url in urls]
+    sums = written(tmp_path, "SHA1SUMS", f"{hexes('sha1', bodies[0])}  {names[0]}\n{hexes('sha1', b'x')}  {names[1]}\n")
+    config = Config(dest=tmp_path / "out", engine=engine, retries=0, checksum_files=(sums,))
+
+    results = {r.url: r for r in download(urls, config=config, dask=dask_client)}
+
+    assert (Status.DOWNLOADED, f"sha1:{hexes('sha1', bodies[0])}") == (results[urls[0]].status,
+                                                                       results[urls[0]].checksum)
+    assert Status.FAILED == results[urls[1]].status and "sha1 mismatch" in str(results[urls[1]].error)
+
+
+def test_names_of_other_shards_count_as_matched(server: Server, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """--shard: the digests are applied before the shard is taken, so a name whose URL is in
+    another shard is not listed as unmatched."""
+    caplog.set_level(logging.INFO, logger="downloader")
+    urls, _ = serve(server, "shard", count=6, size=100)
+    sums = written(tmp_path, "MD5SUMS", "".join(f"{'0' * 32}  {url.rsplit('/', 1)[1]}\n" for url in urls))
+
+    results = download(urls, config=Config(dest=tmp_path / "out", shard=(1, 2), checksum_files=(sums,), retries=0))
+
+    assert 0 < len(results) < 6
+    assert "0 names matched no URL" in caplog.text
+
+
+@pytest.mark.parametrize("layout", ["flat", "mirror"])
+@pytest.mark.parametrize("job", [
+    Job("http://h.test/a.bin"), Job("HTTPS://H.Test:443/d/a.bin"), Job("http://h.test:8080/d/e/a.bin"),
+    Job("http://h.test:080/a.bin"), Job("http://a:8080/x.bin"), Job("http://h.test/"), Job("http://h.test"),
+    Job("http://h.test/d//a.bin"), Job("http://h.test/./a.bin"), Job("http://h.test/../a.bin"),
+    Job("http://h.test/a%20b.bin"), Job("http://h.test/a.bin?x=/y.bin"), Job("http://h.test/a.bin#f"),
+    Job("http://h.test/con.txt"), Job("http://h.test/a."), Job("http://h.test/.hidden"), Job("http://u@h.test/a"),
+    Job("http://[::1]:8080/a.bin"), Job("http://h.test./a.bin"), Job("http://h.test/a\\b.bin"),
+    Job("http://h.test/" + "n" * 300), Job("http://h.test/x", out="./raw/b.bin"), Job("http://h.test/x", out="a/../b"),
+    Job("http://h.test/x", out="a//b"), Job("http://h.test:99999/a.bin"),
+])
+def test_the_quick_output_path_is_the_runs(job: Job, layout: Layout) -> None:
+    """The output path the table is matched against is the one the run names (naming.output_path)."""
+    try:
+        expected: str | None = naming.output_path(job, Path("."), layout=layout).as_posix()
+    except (DownloadError, ValueError):
+        expected = None
+
+    assert expected == _output_path(job, layout)
