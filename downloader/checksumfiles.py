@@ -24,9 +24,10 @@ A :class:`ChecksumTable` keys each digest by its name normalised as an output pa
 relative to the destination (``./`` and empty components dropped, ``\\`` a separator,
 each component made safe as the run makes names: :func:`naming.safe_name`), and
 :meth:`ChecksumTable.apply` gives each job without a checksum of its own the digest of
-its output path (:func:`~downloader.sharding.placement_key`: ``out=``, else the URL's
-name by layout): the whole path, else the trailing components of it that the files name
-(``a.iso`` for ``mirror/host/dir/a.iso``), when every such name agrees on the digest.
+its output path (as the run names it before any answer: ``out=``, else from the URL by
+layout; :func:`naming.output_path`): the whole path, else the trailing components of it
+that the files name (``a.iso`` for ``host/dir/a.iso`` in the mirror layout), when every
+such name agrees on the digest.
 """
 
 from __future__ import annotations
