@@ -9,9 +9,10 @@ import itertools
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import http_exceptions
@@ -31,7 +32,7 @@ from downloader.retry import RetryState
 from downloader.sources import Entry
 from downloader.storage import Part, Segments, conclude, local_error, write_all
 
-__all__ = ["run"]
+__all__ = ["run", "run_async"]
 
 log = logging.getLogger(__name__)
 _READ_BATCH = 256  # list entries read, and looked up in the manifest, at a time
@@ -42,8 +43,8 @@ _SCREEN_BATCHES = 16  # most batches screened per hop to the reader thread: a Ct
 
 
 def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
-    """Fetch every entry with up to ``config.concurrency`` transfers on one event loop."""
-    asyncio.run(_run(entries, config, events, dispatcher))
+    """Fetch every entry with up to ``config.concurrency`` transfers on an event loop of its own."""
+    asyncio.run(run_async(entries, config, events, dispatcher))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,13 @@ class _Context:
     """The run's jar, the same as the threads engine's (aiohttp's own refuses IP-address hosts)."""
 
 
-async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
+async def run_async(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
+    """Fetch every entry with up to ``config.concurrency`` transfers on the running event loop.
+
+    Cancelled, it returns (raising the CancelledError) once every transfer has stopped,
+    each leaving its part on disk, and once the list's reader thread has ended: nothing
+    of the run is left working on the loop or in a thread.
+    """
     # Up to four admitted jobs per connection: a job waiting for its host's slot or for
     # a retry costs a task, not a connection (the connector holds those to -j), so a
     # paused host does not idle the others. A parked duplicate keeps its own slot.
@@ -67,17 +74,18 @@ async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatc
     with run_cookies(config) as cookies:
         async with _session(config) as session, asyncio.TaskGroup() as tasks:
             context = _Context(session, config, events, politeness, cookies)
-            async for jobs in _screened(entries, dispatcher):
-                for job in jobs:
-                    await slots.acquire()
-                    admission = dispatcher.place(job)
-                    if admission.verdict is Verdict.SETTLED:
-                        slots.release()
-                    elif admission.verdict is Verdict.START:
-                        tasks.create_task(_run_one(context, admission, dispatcher, slots))
+            async with contextlib.aclosing(_screened(entries, dispatcher)) as screened:
+                async for jobs in screened:
+                    for job in jobs:
+                        await slots.acquire()
+                        admission = dispatcher.place(job)
+                        if admission.verdict is Verdict.SETTLED:
+                            slots.release()
+                        elif admission.verdict is Verdict.START:
+                            tasks.create_task(_run_one(context, admission, dispatcher, slots))
 
 
-async def _screened(entries: Iterator[Entry], dispatcher: Dispatcher) -> AsyncIterator[list[Job]]:
+async def _screened(entries: Iterator[Entry], dispatcher: Dispatcher) -> AsyncGenerator[list[Job], None]:
     """The jobs to place, read and screened in a thread, one call ahead of the loop.
 
     In the thread: a slow stdin never blocks the transfers, and the lines that take no
@@ -100,16 +108,34 @@ async def _screened(entries: Iterator[Entry], dispatcher: Dispatcher) -> AsyncIt
                 break
         return jobs, True
 
-    following = asyncio.ensure_future(asyncio.to_thread(screen))
+    loop = asyncio.get_running_loop()
+    following = loop.run_in_executor(None, screen)
     try:
         more = True
         while more:
             jobs, more = await following
             if more:
-                following = asyncio.ensure_future(asyncio.to_thread(screen))
+                following = loop.run_in_executor(None, screen)
             yield jobs
     finally:
-        following.cancel()
+        # Not cancelled: the thread would go on screening, into the dispatcher of a run
+        # that has ended (and an asyncio.run no longer waits for it on a caller's loop).
+        await _to_the_end(following)
+
+
+async def _to_the_end(future: asyncio.Future[Any]) -> None:
+    """Wait for ``future`` to end (its outcome dropped), even when cancelled meanwhile; then
+    raise the cancellation, if any. For work in a thread, which a cancellation cannot stop."""
+    cancelled: asyncio.CancelledError | None = None
+    while not future.done():
+        try:
+            await asyncio.wait([future])  # wait() never cancels what it waits for
+        except asyncio.CancelledError as error:
+            cancelled = error
+    if not future.cancelled():
+        future.exception()  # retrieved: an error on its way up, or the one being cancelled, wins
+    if cancelled is not None:
+        raise cancelled
 
 
 @contextlib.asynccontextmanager
