@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from downloader import core, memory, naming
+from downloader import checksums, core, digests, memory, naming
 from downloader.config import Config
 from downloader.core import Action, Request, ResumeState, Validators
 from downloader.errors import Refused, StallTimeout, TransferError
@@ -94,10 +93,12 @@ Step = Send | Write | Split | Finish
 
 
 @functools.lru_cache(maxsize=8)
-def request_options(config: Config) -> core.RequestOptions:
-    """The request options of a run (built once per Config: the netrc table may be long)."""
+def request_options(config: Config, want_digest: bool = False) -> core.RequestOptions:
+    """The request options of a run (built once per Config: the netrc table may be long);
+    ``want_digest``: ask for the server's digest (Want-Repr-Digest)."""
     netrc = {host: (login, password) for host, login, password in config.netrc}
-    return core.RequestOptions(config.user_agent, config.headers, config.user, netrc)
+    extra = (("Want-Repr-Digest", digests.WANT_REPR_DIGEST),) if want_digest else ()
+    return core.RequestOptions(config.user_agent, config.headers + extra, config.user, netrc)
 
 
 class Attempt:
@@ -116,12 +117,16 @@ class Attempt:
         """Where the body being received goes in the part."""
         self.total: int | None = None
         self.received = 0
-        self.hasher = hashlib.sha256() if job.sha256 else None
+        self.hasher: checksums.Hashers | None = None
+        """Fed the body when a digest is to be checked (see :meth:`_expect`)."""
+        self._expected: list[tuple[str, str, str | None]] = []
+        """(algorithm, hex digest, the server's header or None for the list's) to check."""
+        self._expect({}, whole_body=False)
         self.spoiled = False
         """The part can never be finished (it grew past --max-filesize): empty it at the end."""
         self.disposition: str | None = None
         """The file name the server gave (Content-Disposition), when it is to be used."""
-        self._options = request_options(config)
+        self._options = request_options(config, config.server_digest and job.checksum is None)
         self._validators = Validators()
         self._restarts = 0
         self._split_refused = False
@@ -174,6 +179,7 @@ class Attempt:
         if self.config.content_disposition and self.job.out is None:
             self.disposition = naming.name_from_disposition(headers.get("Content-Disposition"))
         self.offset, self.total = decision.offset, decision.total
+        self._expect(headers, whole_body=status == 200)
         if decision.action is Action.COMPLETE:
             return Finish(rehash=decision.offset)
         if self.config.speed_limit:
@@ -182,6 +188,20 @@ class Attempt:
         if decision.offset == 0 and total is not None and total <= limit:
             return Write(0, total, decision.state, whole=True)
         return self._split(decision, headers) or Write(decision.offset, total, decision.state)
+
+    def _expect(self, headers: Mapping[str, str], *, whole_body: bool) -> None:
+        """The digests to check the file against: the list's, then the strongest the answer
+        states of the whole file (unless --no-server-digest); fresh hashers for them."""
+        expected: list[tuple[str, str, str | None]] = []
+        if self.job.checksum is not None:
+            algorithm, _, hexdigest = self.job.checksum.partition(":")
+            expected.append((algorithm, hexdigest, None))
+        if self.config.server_digest and headers:
+            stated = digests.server_digest(headers, whole_body=whole_body)
+            if stated is not None:
+                expected.append(stated)
+        self._expected = expected
+        self.hasher = checksums.Hashers(algorithm for algorithm, _, _ in expected) if expected else None
 
     def _split(self, decision: core.Decision, headers: Mapping[str, str]) -> Split | None:
         """--split: segments for a whole-file answer that is worth several connections."""
@@ -278,9 +298,12 @@ class Attempt:
     # -- the end -------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise unless what the part holds is the whole, right file (core.check_complete)."""
-        digest = self.hasher.hexdigest() if self.hasher else None
-        core.check_complete(self.job, size=self.offset + self.received, total=self.total, sha256=digest)
+        """Raise unless what the part holds is the whole, right file (core.check_complete,
+        then every expected digest: core.check_digest)."""
+        core.check_complete(self.job, size=self.offset + self.received, total=self.total)
+        for algorithm, expected, header in self._expected:
+            assert self.hasher is not None
+            core.check_digest(self.job.url, algorithm, expected, self.hasher.digest_of(algorithm), header)
 
     @property
     def mtime(self) -> float | None:
@@ -288,8 +311,11 @@ class Attempt:
         return core.parse_http_date(self._validators.last_modified)
 
     def result(self, path: Path) -> Result:
-        """The result of a file finished at ``path``."""
-        digest = self.hasher.hexdigest() if self.hasher else None
+        """The result of a file finished at ``path``, with the first digest checked as its checksum."""
+        digest = None
+        if self.hasher is not None:
+            algorithm = self._expected[0][0]
+            digest = checksums.checksum(algorithm, self.hasher.digest_of(algorithm))
         return Result(self.job.url, Status.DOWNLOADED, str(path), self.offset + self.received, self.received, digest,
                       None, self.job.origin, self.request.url if self.request else None, self._validators.etag,
                       self._validators.last_modified)

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="downloader",
         description="Download many URLs in parallel, streaming each body to disk.",
-        epilog="List format: one URL per line, then optional out=PATH sha256=HEX size=BYTES; '#' starts a comment.",
+        epilog="List format: one URL per line, then optional out=PATH size=BYTES and a checksum (md5=, sha1=, sha256=, sha512=, blake2b=HEX or checksum=ALG:HEX); '#' starts a comment.",
     )
     parser.add_argument("urls", nargs="*", metavar="URL", help="URLs to download (besides those in -i lists)")
     parser.add_argument("-i", "--input-file", action="append", default=[], metavar="FILE",
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mirroring_options(parser)
     _add_request_options(parser)
     _add_output_options(parser)
+    _add_checksum_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, restarts and resumes")
     parser.add_argument("--report", metavar="FILE", help="write a JSON Lines report: one object per URL, then a summary")
     parser.add_argument("--dry-run", action="store_true",
@@ -87,6 +88,13 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                              "the bar on a terminal, lines otherwise, nothing with -q")
     parser.add_argument("--progress-interval", type=_seconds, default=5.0, metavar="SECONDS",
                         help="seconds between two progress lines (default 5)")
+
+
+def _add_checksum_options(parser: argparse.ArgumentParser) -> None:
+    sums = parser.add_argument_group("checksums")
+    sums.add_argument("--no-server-digest", action="store_true",
+                      help="do not check bodies against the digest their server states (Repr-Digest, Digest, "
+                           "Content-MD5, x-goog-hash) nor ask for one (Want-Repr-Digest)")
 
 
 def _add_mirroring_options(parser: argparse.ArgumentParser) -> None:
@@ -337,6 +345,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_filesize": args.max_filesize,
         "layout": args.layout,
         "content_disposition": args.content_disposition,
+        "server_digest": not args.no_server_digest,
         "sync": args.sync,
         "per_host": args.per_host,
         "split": args.split,

@@ -620,11 +620,11 @@ def _stoppable(run_id: str) -> Iterator[threading.Event]:
 def _result_to_json(result: Result) -> dict[str, Any]:
     job = result.job
     return {**result.to_json(), "attempts": result.attempts,
-            "job": None if job is None else [job.url, job.out, job.sha256, job.size, job.origin]}
+            "job": None if job is None else [job.url, job.out, job.checksum, job.size, job.origin]}
 
 
 def _result_from_json(data: dict[str, Any]) -> Result:
     job = data.get("job")
     return Result(data["url"], Status(data["status"]), data["path"], int(data["size"]), int(data["received"]),
-                  data["sha256"], data["error"], data["origin"], data["final_url"], data["etag"],
+                  data["checksum"], data["error"], data["origin"], data["final_url"], data["etag"],
                   data["last_modified"], int(data.get("attempts", 1)), job=None if job is None else Job(*job))

@@ -87,6 +87,9 @@ class Config:
     """flat: names in the destination; mirror: ``host[:port]/path`` under it, like wget -x."""
     content_disposition: bool = False
     """Name files after the server's Content-Disposition when it gives one (out= still wins)."""
+    server_digest: bool = True
+    """Check a body against a digest its server states (Repr-Digest, Digest, Content-MD5,
+    x-goog-hash), and ask for one (Want-Repr-Digest) when the list gives no checksum."""
     per_host: int | None = None
     """Simultaneous connections to one host (host:port). None means half of ``concurrency``
     (at least 1 and at least ``split``) while other hosts have connections, and all of the

@@ -557,12 +557,12 @@ class LowSpeedMeter:
         return slow
 
 
-def check_complete(job: Job, *, size: int, total: int | None, sha256: str | None) -> None:
-    """Raise unless a finished body of ``size`` bytes (with digest ``sha256``) is the whole file.
+def check_complete(job: Job, *, size: int, total: int | None) -> None:
+    """Raise unless a finished body of ``size`` bytes is the whole file.
 
     Raises:
         BodyIncomplete: fewer bytes than announced (another attempt resumes).
-        IntegrityError: more bytes than announced, or the list's size or sha256 do not match.
+        IntegrityError: more bytes than announced, or the list's size does not match.
     """
     if total is not None and size < total:
         raise BodyIncomplete(job.url, f"connection closed after {size} of {total} bytes")
@@ -570,6 +570,16 @@ def check_complete(job: Job, *, size: int, total: int | None, sha256: str | None
         raise IntegrityError(job.url, f"received {size} bytes, {total} announced", str(total), str(size))
     if job.size is not None and size != job.size:
         raise IntegrityError(job.url, f"size mismatch: expected {job.size} bytes, got {size}", str(job.size), str(size))
-    if job.sha256 is not None and sha256 != job.sha256:
-        reason = f"sha256 mismatch: expected {job.sha256}, got {sha256}"
-        raise IntegrityError(job.url, reason, job.sha256, str(sha256))
+
+
+def check_digest(url: str, algorithm: str, expected: str, actual: str, header: str | None = None) -> None:
+    """Raise unless the body's ``algorithm`` digest is the one expected: the list's, or the
+    one the server stated in ``header``.
+
+    Raises:
+        IntegrityError: the digests differ (expected and actual as ``ALG:HEX``).
+    """
+    if actual != expected:
+        source = f" (the server's {header})" if header else ""
+        reason = f"{algorithm} mismatch{source}: expected {expected}, got {actual}"
+        raise IntegrityError(url, reason, f"{algorithm}:{expected}", f"{algorithm}:{actual}")

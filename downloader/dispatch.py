@@ -101,7 +101,7 @@ _PARKED = Admission(Verdict.PARKED)
 
 def skipped_as_recorded(job: Job, done: Done | Record, path: str) -> Result:
     """``job`` skipped because the manifest records its file at ``path`` as complete."""
-    return Result(job.url, Status.SKIPPED, path, done.size or 0, 0, done.sha256, "already downloaded (manifest)",
+    return Result(job.url, Status.SKIPPED, path, done.size or 0, 0, done.checksum, "already downloaded (manifest)",
                   job.origin, done.final_url, done.etag, done.last_modified, job=job)
 
 
@@ -301,7 +301,7 @@ class Dispatcher:
                 self._recorded.add(relative)
         record = Record(
             url=job.url, path=relative, status=status,
-            size=result.size if result else None, sha256=result.sha256 if result else None,
+            size=result.size if result else None, checksum=result.checksum if result else None,
             etag=result.etag if result else None, last_modified=result.last_modified if result else None,
             final_url=result.final_url if result else None, attempts=result.attempts if result else 0,
             error=result.error if result and result.status is Status.FAILED else None, first_seen=now, updated=now)

@@ -15,14 +15,15 @@ class Job:
     Args:
         url: an http or https URL.
         out: output path relative to the destination; derived from the URL when None.
-        sha256: expected hex digest of the whole file, lower case.
+        checksum: expected digest of the whole file as ``ALG:HEX`` in lower case
+            (``"sha256:9f86d0..."``; the algorithms of :data:`downloader.checksums.ALGORITHMS`).
         size: expected size in bytes.
         origin: where the job came from (``"urls.txt:12"``, ``"argument 2"``), for messages.
     """
 
     url: str
     out: str | None = None
-    sha256: str | None = None
+    checksum: str | None = None
     size: int | None = None
     origin: str | None = None
 
@@ -57,7 +58,8 @@ class Result:
         path: the final path of the file, when one was decided.
         size: bytes of the file under its final name (0 when there is none).
         received: body bytes received in this run (part of ``size`` may come from an earlier run).
-        sha256: hex digest of the file, when it was computed (the list asked for one).
+        checksum: digest of the file as ``ALG:HEX``, when one was computed (the list or the
+            server gave one to check).
         error: why the job failed or was skipped, in words.
         origin: where the job came from.
         final_url: the URL the body came from, after redirects.
@@ -68,7 +70,7 @@ class Result:
     path: str | None = None
     size: int = 0
     received: int = 0
-    sha256: str | None = None
+    checksum: str | None = None
     error: str | None = None
     origin: str | None = None
     final_url: str | None = None
@@ -91,7 +93,7 @@ class Result:
             "path": self.path,
             "size": self.size,
             "received": self.received,
-            "sha256": self.sha256,
+            "checksum": self.checksum,
             "error": self.error,
             "origin": self.origin,
             "final_url": self.final_url,

@@ -60,8 +60,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""The layout this module writes; a file with a higher number is refused, never downgraded."""
+SCHEMA_VERSION = 2
+"""The layout this module writes; a file with a higher number is refused, never downgraded.
+Version 1 named the digest column ``sha256`` (hex alone); opening one to write upgrades it."""
 
 BUSY_TIMEOUT = 5.0
 """Seconds a connection waits for another process's transaction before giving up."""
@@ -98,7 +99,7 @@ class Record:
         path: the output path as given (relative to the destination, or absolute).
         status: a :class:`~downloader.jobs.Status` (its value is accepted too).
         size: bytes of the file, when known.
-        sha256: hex digest of the file, when computed.
+        checksum: digest of the file as ``ALG:HEX``, when one was computed.
         etag: the ETag the server sent with the body, for ``If-None-Match``.
         last_modified: the Last-Modified it sent, for ``If-Modified-Since``.
         final_url: where redirects ended, when that differs from ``url``.
@@ -112,7 +113,7 @@ class Record:
     path: str
     status: Status
     size: int | None
-    sha256: str | None
+    checksum: str | None
     etag: str | None
     last_modified: str | None
     final_url: str | None
@@ -135,7 +136,7 @@ class Done(NamedTuple):
     url: str
     path: str
     size: int | None
-    sha256: str | None
+    checksum: str | None
     final_url: str | None
     etag: str | None
     last_modified: str | None
@@ -146,7 +147,7 @@ _row_of = operator.attrgetter(*_COLUMNS)  # Record -> tuple in column order, wit
 
 _FILES_COLUMNS = """
         url TEXT PRIMARY KEY, path TEXT NOT NULL, status TEXT NOT NULL,
-        size INTEGER, sha256 TEXT, etag TEXT, last_modified TEXT, final_url TEXT,
+        size INTEGER, checksum TEXT, etag TEXT, last_modified TEXT, final_url TEXT,
         attempts INTEGER NOT NULL, error TEXT, first_seen REAL NOT NULL, updated REAL NOT NULL"""
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -561,7 +562,7 @@ def _create_schema(path: Path, db: sqlite3.Connection) -> None:
     """Create the tables, or check that the file's are ours and not newer, in one transaction."""
     db.execute("BEGIN IMMEDIATE")  # two processes creating one manifest take turns
     try:
-        _check_tables(path, db)
+        _check_tables(path, db, upgrade=True)
         for statement in _SCHEMA:
             db.execute(statement)
         db.execute("COMMIT")
@@ -571,22 +572,23 @@ def _create_schema(path: Path, db: sqlite3.Connection) -> None:
         raise
 
 
-def _check_tables(path: Path, db: sqlite3.Connection) -> bool:
-    """Whether the database holds a manifest (False: no table at all).
+def _check_tables(path: Path, db: sqlite3.Connection, *, upgrade: bool = False) -> bool:
+    """Whether the database holds a manifest (False: no table at all); with ``upgrade``
+    (in a write transaction) an older layout is brought up to this one.
 
     Raises:
         ManifestError: it holds other tables, or a manifest of another schema version.
     """
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "meta" in tables:
-        _check_version(path, db)
+        _check_version(path, db, upgrade)
         return True
     if tables:
         raise ManifestError(path, f"a SQLite database, but not a manifest (tables: {', '.join(sorted(tables))})")
     return False
 
 
-def _check_version(path: Path, db: sqlite3.Connection) -> None:
+def _check_version(path: Path, db: sqlite3.Connection, upgrade: bool) -> None:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     try:
         version = int(row[0])
@@ -595,8 +597,22 @@ def _check_version(path: Path, db: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise ManifestError(path, f"schema version {version} is newer than this downloader's "
                                   f"{SCHEMA_VERSION}; upgrade downloader to use it")
-    if version < SCHEMA_VERSION:  # no older layout exists yet; a migration would go here
+    if version == 1 and upgrade:
+        for statement in _UPGRADE_FROM_1:
+            db.execute(statement)
+    elif version == 1:
+        raise ManifestError(path, "schema version 1: a run (not --dry-run) upgrades it to version "
+                                  f"{SCHEMA_VERSION}, keeping every row")
+    elif version < SCHEMA_VERSION:
         raise ManifestError(path, f"schema version {version} is unknown")
+
+
+_UPGRADE_FROM_1 = (
+    "ALTER TABLE files RENAME COLUMN sha256 TO checksum",
+    "UPDATE files SET checksum = 'sha256:' || checksum WHERE checksum IS NOT NULL",
+    f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'",
+)
+"""Version 1 to 2: the digest column holds ``ALG:HEX`` (version 1's were all sha256)."""
 
 
 def _open_for_reading(path: Path) -> sqlite3.Connection:
@@ -613,7 +629,7 @@ def _open_for_reading(path: Path) -> sqlite3.Connection:
 
 
 def _done_of(record: Record) -> Done:
-    return Done(record.url, record.path, record.size, record.sha256, record.final_url, record.etag,
+    return Done(record.url, record.path, record.size, record.checksum, record.final_url, record.etag,
                 record.last_modified)
 
 

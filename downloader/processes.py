@@ -469,18 +469,18 @@ _ResultRow = tuple[str, str, str | None, int, int, str | None, str | None, str |
 
 
 def _pack_jobs(jobs: list[Job]) -> list[_JobRow]:
-    return [(job.url, job.out, job.sha256, job.size, job.origin) for job in jobs]
+    return [(job.url, job.out, job.checksum, job.size, job.origin) for job in jobs]
 
 
 def _pack_result(result: Result) -> _ResultRow:
     """Everything but ``job``, which the parent still holds."""
-    return (result.url, result.status.value, result.path, result.size, result.received, result.sha256, result.error,
+    return (result.url, result.status.value, result.path, result.size, result.received, result.checksum, result.error,
             result.origin, result.final_url, result.etag, result.last_modified, result.attempts)
 
 
 def _unpack_result(row: _ResultRow) -> Result:
-    url, status, path, size, received, sha256, error, origin, final_url, etag, last_modified, attempts = row
-    return Result(url, Status(status), path, size, received, sha256, error, origin, final_url, etag, last_modified,
+    url, status, path, size, received, checksum, error, origin, final_url, etag, last_modified, attempts = row
+    return Result(url, Status(status), path, size, received, checksum, error, origin, final_url, etag, last_modified,
                   attempts)
 
 

@@ -9,7 +9,7 @@ in memory)::
      "peak_rss": {"parent": BYTES, "workers": [BYTES, ...]}}
 
 ``--failed FILE`` writes the failed URLs in the list format (with their ``out=``,
-``sha256=`` and ``size=`` fields), ready to run again with ``-i FILE``; a
+checksum and ``size=`` fields), ready to run again with ``-i FILE``; a
 malformed list line cannot be re-run and is written as a comment with its reason.
 """
 
@@ -70,8 +70,9 @@ def list_line(job: Job) -> str:
     fields = [job.url]
     if job.out is not None:
         fields.append(f"out={job.out}")
-    if job.sha256 is not None:
-        fields.append(f"sha256={job.sha256}")
+    if job.checksum is not None:
+        algorithm, _, hexdigest = job.checksum.partition(":")
+        fields.append(f"{algorithm}={hexdigest}")
     if job.size is not None:
         fields.append(f"size={job.size}")
     return "   ".join(fields)

@@ -5,6 +5,11 @@ Format (one job per line)::
     # comments and blank lines are ignored
     https://example.org/data/a.csv
     https://example.org/data/b.bin   out=raw/b.bin   sha256=9f86d08...   size=1048576
+    https://example.org/data/c.bin   md5=d41d8cd9...
+    https://example.org/data/d.bin   checksum=blake2b:786a02f7...
+
+A checksum is ``md5=``, ``sha1=``, ``sha256=``, ``sha512=``, ``blake2b=`` or
+``checksum=ALG:HEX``: one per line.
 
 A malformed line is yielded as an :class:`InvalidJob` naming the file and the line
 number, so the caller can count it as failed and go on with the next line.
@@ -18,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import IO
 
+from downloader import checksums
 from downloader.errors import InvalidJob
 from downloader.jobs import Job
 
@@ -26,11 +32,10 @@ __all__ = ["MAX_LINE", "Entry", "parse_line", "read_list", "read_urls", "validat
 Entry = Job | InvalidJob
 """What a source yields: a job to run, or the error of a line that cannot be one."""
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]+")
 MAX_LINE = 64 * 1024
 """Longest list line accepted, in bytes; a longer one is an error, never held in memory."""
-_KEYS = ("out", "sha256", "size")
+_KEYS = ("out", "size", "checksum", *checksums.ALGORITHMS)
 
 
 # The usual URL, checked by one match instead of urlsplit and its properties (a list of
@@ -86,11 +91,15 @@ def parse_line(text: str, origin: str) -> Entry | None:
         problem = _field_problem(key, sep, value, values)
         if problem:
             return InvalidJob(url, f"{origin}: {problem}", origin)
+        if key in checksums.ALGORITHMS:
+            key, value = "checksum", checksums.checksum(key, value)
+        elif key == "checksum":
+            value = value.lower()
         values[key] = value
     return Job(
         url,
         out=values.get("out"),
-        sha256=values["sha256"].lower() if "sha256" in values else None,
+        checksum=values.get("checksum"),
         size=int(values["size"]) if "size" in values else None,
         origin=origin,
     )
@@ -101,10 +110,14 @@ def _field_problem(key: str, sep: str, value: str, seen: dict[str, str]) -> str 
         return f"expected key=value after the URL, got {key!r}"
     if key not in _KEYS:
         return f"unknown key {key!r} (known: {', '.join(_KEYS)})"
+    if (key == "checksum" or key in checksums.ALGORITHMS) and "checksum" in seen:
+        return f"one checksum per line, got a second one ({key}=)"
     if key in seen:
         return f"key {key!r} given twice"
-    if key == "sha256" and not _SHA256.fullmatch(value):
-        return f"sha256 must be 64 hex digits, got {value!r}"
+    if key in checksums.ALGORITHMS:
+        return checksums.checksum_problem(key, value)
+    if key == "checksum":
+        return _checksum_problem(value)
     if key == "size" and not _DIGITS.fullmatch(value):
         return f"size must be a whole number of bytes, got {value!r}"
     if key == "out" and not value:
@@ -112,10 +125,18 @@ def _field_problem(key: str, sep: str, value: str, seen: dict[str, str]) -> str 
     return None
 
 
+def _checksum_problem(value: str) -> str | None:
+    try:
+        checksums.parse(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def _job_problem(job: Job) -> str | None:
     problem = validate_url(job.url)
-    if problem is None and job.sha256 is not None and not _SHA256.fullmatch(job.sha256):
-        problem = f"sha256 must be 64 hex digits, got {job.sha256!r}"
+    if problem is None and job.checksum is not None:
+        problem = _checksum_problem(job.checksum)
     if problem is None and job.size is not None and (type(job.size) is not int or job.size < 0):
         problem = f"size must be a whole number of bytes, got {job.size!r}"
     return problem
@@ -158,7 +179,7 @@ def read_urls(urls: Iterable[str | Job]) -> Iterator[Entry]:
     for number, item in enumerate(urls, start=1):
         if isinstance(item, Job):
             problem = _job_problem(item)
-            yield InvalidJob(item.url, problem, item.origin) if problem else replace(item, sha256=item.sha256 and item.sha256.lower())
+            yield InvalidJob(item.url, problem, item.origin) if problem else replace(item, checksum=item.checksum and item.checksum.lower())
             continue
         origin = f"argument {number}"
         problem = validate_url(item)

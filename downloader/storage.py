@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import logging
 import os
 import stat
@@ -38,6 +37,7 @@ except ImportError:  # not POSIX: no locking between runs
 
 from downloader import core, memory, naming
 from downloader.attempt import Attempt, Finish, Write
+from downloader.checksums import Hasher
 from downloader.core import ResumeState
 from downloader.errors import IntegrityError, InvalidJob, LocalIOError, PartBusy
 from downloader.jobs import Job, Result, Status
@@ -148,7 +148,7 @@ class Part:
         except OSError as exc:
             raise local_error(self.job.url, exc, self.part) from exc
 
-    def ready(self, step: Write, hasher: hashlib._Hash | None) -> None:
+    def ready(self, step: Write, hasher: Hasher | None) -> None:
         """Get the part ready for the body of ``step``: empty it and save the new state
         before any body byte, or hash the prefix it keeps."""
         assert self.fd is not None
@@ -184,7 +184,7 @@ class Part:
             raise local_error(self.job.url, exc, self.part) from exc
         return Segments(self, state)
 
-    def hash_into(self, hasher: hashlib._Hash, length: int) -> None:
+    def hash_into(self, hasher: Hasher, length: int) -> None:
         """Feed the part's first ``length`` bytes to ``hasher`` (a resumed prefix, a split file)."""
         assert self.fd is not None
         try:
@@ -415,7 +415,7 @@ def _unlink(name: str) -> None:
         pass
 
 
-def _hash_part(fd: int, hasher: hashlib._Hash, length: int) -> int:
+def _hash_part(fd: int, hasher: Hasher, length: int) -> int:
     """Feed the first ``length`` bytes of ``fd`` to ``hasher``; how many there were."""
     position = 0
     while position < length:

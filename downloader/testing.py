@@ -29,11 +29,12 @@ import ssl
 import sys
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 __all__ = ["LogEntry", "Rule", "Server", "body", "body_sha256", "iter_body", "version_name"]
 
@@ -121,6 +122,8 @@ class Rule:
     """Value of a Content-Disposition header to send with the file."""
     accept_ranges: str | None = None
     """Send this Accept-Ranges value whatever ``ranges`` says (a server that lies about ranges)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """More headers to send with the file (a name may repeat: each is its own header line)."""
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> Rule:
@@ -314,7 +317,7 @@ class Server:
     async def _send_file(self, request: web.Request, name: str, size: int, rule: Rule, version: int) -> web.StreamResponse:
         name = version_name(name, version)
         etag = f'"{zlib.crc32(name.encode()):08x}-{size:x}"'
-        headers = {"Last-Modified": formatdate(1_700_000_000 + version, usegmt=True), "Content-Type": "application/octet-stream"}
+        headers: MutableMapping[str, str] = {"Last-Modified": formatdate(1_700_000_000 + version, usegmt=True), "Content-Type": "application/octet-stream"}
         if rule.etag:
             headers["ETag"] = etag
         if rule.ranges:
@@ -323,6 +326,10 @@ class Server:
             headers["Accept-Ranges"] = rule.accept_ranges
         if rule.disposition:
             headers["Content-Disposition"] = rule.disposition
+        if rule.headers:
+            headers = CIMultiDict(headers)
+            for field, value in rule.headers:
+                headers.add(field, value)
         if _not_modified(request, etag if rule.etag else None, headers["Last-Modified"]):
             return self._logged(request, web.Response(status=304, headers=headers), 0)
         span = _requested_span(request, size, rule, etag, headers["Last-Modified"]) if rule.ranges else None

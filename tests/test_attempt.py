@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from downloader.attempt import SMALL_BODY, Attempt, Finish, Send, Split, Write
+from downloader.attempt import SMALL_BODY, Attempt, Finish, Send, Split, Step, Write
 from downloader.config import Config
 from downloader.core import ResumeState, Validators
 from downloader.errors import (
@@ -85,7 +85,17 @@ def test_fresh_begin_sends_a_plain_get():
 
     assert isinstance(step, Send) and not step.discard
     assert (URL, 0) == (step.request.url, step.request.offset)
-    assert {"Accept-Encoding": "identity", "User-Agent": "tester/1"} == step.request.headers
+    assert {"Accept-Encoding": "identity", "User-Agent": "tester/1",
+            "Want-Repr-Digest": "sha-256=10, sha-512=3"} == step.request.headers
+
+
+@pytest.mark.parametrize(("job", "config"), [
+    pytest.param(Job(URL, checksum="md5:" + "0" * 32), {}, id="the-list-gives-a-checksum"),
+    pytest.param(Job(URL), {"server_digest": False}, id="no-server-digest"),
+])
+def test_no_want_repr_digest_when_the_list_has_a_checksum_or_digests_are_off(job, config):
+    step = attempt(job, **config).begin(0, None)
+    assert isinstance(step, Send) and "Want-Repr-Digest" not in step.request.headers
 
 
 def test_fresh_200_writes_from_zero_with_the_answer_state():
@@ -126,7 +136,7 @@ def test_unknown_length_writes_with_total_none():
 
 def test_fresh_download_walk_ends_with_the_result():
     """begin, 200, feed, ended, check, result: the result names size, digest, final URL and validators."""
-    a = attempt(Job(URL, sha256=SHA, origin="list.txt:3"))
+    a = attempt(Job(URL, checksum="sha256:" + SHA, origin="list.txt:3"))
     a.begin(0, None)
     a.answer(200, full())
     feed_all(a, BODY)
@@ -136,8 +146,8 @@ def test_fresh_download_walk_ends_with_the_result():
     result = a.result(PATH)
 
     assert Finish() == step
-    assert (URL, Status.DOWNLOADED, str(PATH), TOTAL, TOTAL, SHA, None, "list.txt:3", URL, ETAG, LM) == (
-        result.url, result.status, result.path, result.size, result.received, result.sha256, result.error,
+    assert (URL, Status.DOWNLOADED, str(PATH), TOTAL, TOTAL, "sha256:" + SHA, None, "list.txt:3", URL, ETAG, LM) == (
+        result.url, result.status, result.path, result.size, result.received, result.checksum, result.error,
         result.origin, result.final_url, result.etag, result.last_modified)
 
 
@@ -437,7 +447,7 @@ def test_unusable_206_restarts_with_a_plain_get(answer):
 
 def test_restart_then_200_completes_in_the_same_attempt():
     """After a restart the 200 is written from zero and the file finishes with its digest."""
-    a = attempt(Job(URL, sha256=SHA))
+    a = attempt(Job(URL, checksum="sha256:" + SHA))
     a.begin(HAVE, SAVED)
     a.answer(206, partial(start=0))
     step = a.answer(200, full())
@@ -446,7 +456,7 @@ def test_restart_then_200_completes_in_the_same_attempt():
 
     result = a.result(PATH)
 
-    assert (0, TOTAL, SHA) == (step.offset, result.size, result.sha256)
+    assert (0, TOTAL, "sha256:" + SHA) == (step.offset, result.size, result.checksum)
 
 
 def test_second_unusable_answer_in_one_attempt_is_a_transfer_error():
@@ -798,7 +808,7 @@ def test_received_size_against_list_size_fails_at_check():
 
 def test_sha256_mismatch_fails_at_check():
     """A body whose digest is not the list's sha256= fails check, naming both digests."""
-    a = attempt(Job(URL, sha256="0" * 64))
+    a = attempt(Job(URL, checksum="sha256:" + "0" * 64))
     a.begin(0, None)
     a.answer(200, full())
     feed_all(a, BODY)
@@ -806,7 +816,7 @@ def test_sha256_mismatch_fails_at_check():
     with pytest.raises(IntegrityError) as raised:
         a.check()
 
-    assert ("0" * 64, SHA) == (raised.value.expected, raised.value.actual)
+    assert ("sha256:" + "0" * 64, "sha256:" + SHA) == (raised.value.expected, raised.value.actual)
 
 
 def test_announced_size_over_max_filesize_is_refused_at_answer():
@@ -899,3 +909,135 @@ def test_206_with_another_last_modified_restarts_when_the_date_is_the_validator(
     del answer["ETag"]
     step = a.answer(206, answer)
     assert isinstance(step, Send) and step.discard and "Range" not in step.request.headers
+
+
+# --- any checksum algorithm, and the digests a server states -------------------------------------
+
+def _b64(algorithm: str, body: bytes = BODY) -> str:
+    return base64.b64encode(hashlib.new(algorithm, body).digest()).decode("ascii")
+
+
+def _hex(algorithm: str, body: bytes = BODY) -> str:
+    return hashlib.new(algorithm, body).hexdigest()
+
+
+def _run(a: Attempt, status: int, answer: dict[str, str], body: bytes = BODY) -> Step:
+    a.begin(0, None)
+    step = a.answer(status, answer)
+    feed_all(a, body)
+    return step
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "sha1", "sha256", "sha512", "blake2b"])
+def test_each_algorithm_of_the_list_is_checked_and_reported(algorithm):
+    a = attempt(Job(URL, checksum=f"{algorithm}:{_hex(algorithm)}"))
+    _run(a, 200, full())
+    a.check()
+    assert a.result(PATH).checksum == f"{algorithm}:{_hex(algorithm)}"
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "sha1", "sha512", "blake2b"])
+def test_a_wrong_digest_of_each_algorithm_fails(algorithm):
+    wrong = "0" * len(_hex(algorithm))
+    a = attempt(Job(URL, checksum=f"{algorithm}:{wrong}"))
+    _run(a, 200, full())
+    with pytest.raises(IntegrityError, match=f"^{algorithm} mismatch: expected {wrong}"):
+        a.check()
+
+
+@pytest.mark.parametrize(("name", "value", "algorithm"), [
+    ("Repr-Digest", f"sha-256=:{_b64('sha256')}:", "sha256"),
+    ("Repr-Digest", f"sha-512=:{_b64('sha512')}:, sha-256=:{_b64('sha256')}:", "sha512"),
+    ("Repr-Digest", f"unixsum=:AAAA:, sha-256=:{_b64('sha256')}:", "sha256"),
+    ("Digest", f"SHA-256={_b64('sha256')}", "sha256"),
+    ("Digest", f"MD5={_b64('md5')}", "md5"),
+    ("Digest", f"md5={_b64('md5')},SHA-256={_b64('sha256')}", "sha256"),
+    ("Content-MD5", _b64("md5"), "md5"),
+    ("x-goog-hash", f"crc32c=n03x6A==, md5={_b64('md5')}", "md5"),
+])
+def test_a_right_server_digest_passes_and_is_the_checksum_reported(name, value, algorithm):
+    a = attempt()
+    _run(a, 200, full(**{name.replace("-", "_"): value}))
+    a.check()
+    assert a.result(PATH).checksum == f"{algorithm}:{_hex(algorithm)}"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("Repr-Digest", f"sha-256=:{_b64('sha256', b'other')}:"),
+    ("Digest", f"SHA-256={_b64('sha256', b'other')}"),
+    ("Digest", f"MD5={_b64('md5', b'other')}"),
+    ("Content-MD5", _b64("md5", b"other")),
+    ("x-goog-hash", f"crc32c=n03x6A==,md5={_b64('md5', b'other')}"),
+])
+def test_a_wrong_server_digest_fails_naming_the_header(name, value):
+    a = attempt()
+    _run(a, 200, full(**{name.replace("-", "_"): value}))
+    with pytest.raises(IntegrityError, match=rf"mismatch \(the server's {name}\)"):
+        a.check()
+
+
+def test_no_server_digest_turns_the_check_off():
+    a = attempt(server_digest=False)
+    _run(a, 200, full(Repr_Digest=f"sha-256=:{_b64('sha256', b'other')}:"))
+    a.check()
+    assert a.hasher is None and a.result(PATH).checksum is None
+
+
+@pytest.mark.parametrize("value", ["sha-256=:not base64!:", "sha-256=:AAAA:", "sha-256=abc", "garbage", ""])
+def test_a_digest_that_cannot_be_read_is_ignored(value):
+    """A malformed or wrong-length value states nothing: no check, no failure."""
+    a = attempt()
+    _run(a, 200, full(Repr_Digest=value))
+    a.check()
+    assert a.hasher is None
+
+
+def test_an_etag_is_never_taken_for_a_digest():
+    """S3's ETags look like MD5s (and multipart ones are not): never checked."""
+    a = attempt()
+    _run(a, 200, full(ETag='"' + "0" * 32 + '"'))
+    a.check()
+    assert a.hasher is None
+
+
+def test_the_list_checksum_and_a_server_digest_in_another_algorithm_are_both_checked():
+    a = attempt(Job(URL, checksum="md5:" + _hex("md5")))
+    _run(a, 200, full(Repr_Digest=f"sha-256=:{_b64('sha256', b'other')}:"))
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        a.check()
+    b = attempt(Job(URL, checksum="md5:" + _hex("md5")))
+    _run(b, 200, full(Repr_Digest=f"sha-256=:{_b64('sha256')}:"))
+    b.check()
+    assert b.result(PATH).checksum == "md5:" + _hex("md5")  # the list's is the one recorded
+
+
+def test_a_resume_checks_a_whole_representation_digest_over_prefix_and_body():
+    """A 206's Repr-Digest is of the whole file: the engine hashes the prefix into the hasher."""
+    a = attempt()
+    a.begin(HAVE, SAVED)
+    step = a.answer(206, {**partial(), "Repr-Digest": f"sha-256=:{_b64('sha256')}:"})
+    assert isinstance(step, Write) and step.offset == HAVE and a.hasher is not None
+    a.hasher.update(BODY[:HAVE])  # what Part.ready does with the prefix
+    feed_all(a, BODY[HAVE:])
+    a.check()
+
+
+def test_content_md5_of_a_206_says_nothing_of_the_whole_file():
+    """Content-MD5 is of the message body: after a 206 it is not checked."""
+    a = attempt()
+    a.begin(HAVE, SAVED)
+    a.answer(206, {**partial(), "Content-MD5": _b64("md5")})
+    assert a.hasher is None
+
+
+def test_repeated_digest_header_lines_of_a_multidict_are_all_read():
+    """GCS sends x-goog-hash twice (crc32c, then md5): a multidict's every value counts."""
+    from multidict import CIMultiDict
+
+    answer = CIMultiDict(full())
+    answer.add("x-goog-hash", "crc32c=n03x6A==")
+    answer.add("x-goog-hash", f"md5={_b64('md5', b'other')}")
+    a = attempt()
+    _run(a, 200, answer)  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError, match="x-goog-hash"):
+        a.check()

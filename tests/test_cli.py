@@ -144,7 +144,7 @@ def test_json_report_has_a_record_per_url(server: Server, engine: str, tmp_path:
     by_url = {r["url"]: r for r in results}
     assert ["result"] * 3 + ["summary"] == [x["type"] for x in lines]
     assert {"downloaded", "failed"} == {r["status"] for r in results}
-    assert (64, body_sha256("cli-report.bin", 64)) == (by_url[good]["size"], by_url[good]["sha256"])
+    assert (64, "sha256:" + body_sha256("cli-report.bin", 64)) == (by_url[good]["size"], by_url[good]["checksum"])
     assert "HTTP 404" in by_url[bad]["error"]
     assert f"{listing}:3" == by_url["ftp://x/y"]["origin"]
     assert {"downloaded": 1, "skipped": 0, "failed": 2} == {k: summary[k] for k in ("downloaded", "skipped", "failed")}

@@ -16,6 +16,7 @@ from downloader.core import (
     RequestOptions,
     ResumeState,
     check_complete,
+    check_digest,
     follow_redirect,
     framing_fault,
     judge,
@@ -427,41 +428,50 @@ SHA_B = "b" * 64
 
 
 @pytest.mark.parametrize(
-    ("job", "size", "total", "sha256"),
+    ("job", "size", "total"),
     [
-        pytest.param(Job(URL), 10, 10, None, id="size-equals-total"),
-        pytest.param(Job(URL), 10, None, None, id="unknown-total"),
-        pytest.param(Job(URL), 0, 0, None, id="empty-file"),
-        pytest.param(Job(URL, size=10), 10, None, None, id="list-size-matches"),
-        pytest.param(Job(URL, sha256=SHA_A), 10, 10, SHA_A, id="sha256-matches"),
-        pytest.param(Job(URL), 10, 10, SHA_B, id="digest-without-list-sha256"),
+        pytest.param(Job(URL), 10, 10, id="size-equals-total"),
+        pytest.param(Job(URL), 10, None, id="unknown-total"),
+        pytest.param(Job(URL), 0, 0, id="empty-file"),
+        pytest.param(Job(URL, size=10), 10, None, id="list-size-matches"),
     ],
 )
-def test_check_complete_accepts(job, size, total, sha256):
+def test_check_complete_accepts(job, size, total):
     """A body that is whole and matches the list passes silently."""
-    assert check_complete(job, size=size, total=total, sha256=sha256) is None
+    assert check_complete(job, size=size, total=total) is None
+
+
+def test_check_digest_accepts_the_expected_digest():
+    assert check_digest(URL, "sha256", SHA_A, SHA_A) is None
+
+
+@pytest.mark.parametrize("header", [None, "Repr-Digest"])
+def test_check_digest_names_both_digests_and_the_source(header):
+    """A digest that differs raises IntegrityError with both as ALG:HEX, naming the server's header."""
+    with pytest.raises(IntegrityError) as info:
+        check_digest(URL, "md5", "a" * 32, "b" * 32, header)
+    assert (info.value.expected, info.value.actual) == ("md5:" + "a" * 32, "md5:" + "b" * 32)
+    assert str(info.value.reason).startswith("md5 mismatch" + (" (the server's Repr-Digest)" if header else ""))
 
 
 def test_check_complete_short_body_is_body_incomplete():
     """Fewer bytes than announced raise BodyIncomplete (resumable)."""
     with pytest.raises(BodyIncomplete) as info:
-        check_complete(Job(URL), size=9, total=10, sha256=None)
+        check_complete(Job(URL), size=9, total=10)
     assert info.value.url == URL
 
 
 @pytest.mark.parametrize(
-    ("job", "size", "total", "sha256", "expected", "actual"),
+    ("job", "size", "total", "expected", "actual"),
     [
-        pytest.param(Job(URL), 11, 10, None, "10", "11", id="more-than-announced"),
-        pytest.param(Job(URL, size=12), 10, None, None, "12", "10", id="list-size-differs"),
-        pytest.param(Job(URL, sha256=SHA_A), 10, 10, SHA_B, SHA_A, SHA_B, id="sha256-differs"),
-        pytest.param(Job(URL, sha256=SHA_A), 10, 10, None, SHA_A, "None", id="sha256-not-computed"),
+        pytest.param(Job(URL), 11, 10, "10", "11", id="more-than-announced"),
+        pytest.param(Job(URL, size=12), 10, None, "12", "10", id="list-size-differs"),
     ],
 )
-def test_check_complete_rejects(job, size, total, sha256, expected, actual):
+def test_check_complete_rejects(job, size, total, expected, actual):
     """A whole but wrong body raises IntegrityError with the expected and actual values."""
     with pytest.raises(IntegrityError) as info:
-        check_complete(job, size=size, total=total, sha256=sha256)
+        check_complete(job, size=size, total=total)
     assert (info.value.expected, info.value.actual) == (expected, actual)
 
 

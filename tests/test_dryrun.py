@@ -30,7 +30,7 @@ LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)  # what the test server s
 
 
 def row(url: str, path: str, status: Status, size: int | None = None) -> Record:
-    return Record(url=url, path=path, status=status, size=size, sha256=None, etag=None, last_modified=None,
+    return Record(url=url, path=path, status=status, size=size, checksum=None, etag=None, last_modified=None,
                   final_url=None, attempts=1, error="boom" if status is Status.FAILED else None,
                   first_seen=1.0, updated=2.0)
 

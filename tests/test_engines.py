@@ -39,7 +39,7 @@ def test_large_file_streams_byte_exact(server: Server, config: Config) -> None:
     size = 48 * 1024 * 1024 + 7
     url = server.file_url("large.bin", size)
 
-    result = fetch([Job(url, sha256=body_sha256("large.bin", size))], config)[url]
+    result = fetch([Job(url, checksum="sha256:" + body_sha256("large.bin", size))], config)[url]
 
     assert (Status.DOWNLOADED, size) == (result.status, result.size)
     assert body_sha256("large.bin", size) == hashlib.sha256((config.dest / "large.bin").read_bytes()).hexdigest()
@@ -92,7 +92,7 @@ def test_checksum_mismatch_leaves_no_file(server: Server, config: Config) -> Non
     """A wrong sha256 fails with both digests, and neither the final file nor a part remains."""
     url = server.file_url("badsum.bin", 4096)
 
-    result = fetch([Job(url, sha256="0" * 64)], config)[url]
+    result = fetch([Job(url, checksum="sha256:" + "0" * 64)], config)[url]
 
     assert Status.FAILED == result.status
     assert "0" * 64 in str(result.error) and body_sha256("badsum.bin", 4096) in str(result.error)
@@ -104,7 +104,7 @@ def test_checksum_mismatch_is_fetched_twice_then_fails(server: Server, config: C
     """A digest mismatch is retried once from zero (a stale cache may be to blame), not more."""
     url = server.file_url(f"{config.engine}-badsum-twice.bin", 2048)
 
-    fetch([Job(url, sha256="1" * 64)], config)
+    fetch([Job(url, checksum="sha256:" + "1" * 64)], config)
 
     assert 2 == len(server.requests(f"/bytes/2048/{config.engine}-badsum-twice.bin"))
 
@@ -135,9 +135,9 @@ def test_matching_size_and_sha256_pass(server: Server, config: Config) -> None:
     url = server.file_url("good.bin", 3333)
     digest = body_sha256("good.bin", 3333)
 
-    result = fetch([Job(url, size=3333, sha256=digest)], config)[url]
+    result = fetch([Job(url, size=3333, checksum="sha256:" + digest)], config)[url]
 
-    assert (Status.DOWNLOADED, digest) == (result.status, result.sha256)
+    assert (Status.DOWNLOADED, "sha256:" + digest) == (result.status, result.checksum)
 
 
 @pytest.mark.parametrize("status", [404, 403, 410])
@@ -225,7 +225,7 @@ def test_invalid_entries_fail_and_others_proceed(server: Server, config: Config)
     """An unsupported scheme fails by itself; the valid URL beside it downloads."""
     good = server.file_url("beside-bad.bin", 10)
 
-    results = fetch(["ftp://example.org/x", good, Job(good + "?x=1", sha256="nothex")], config)
+    results = fetch(["ftp://example.org/x", good, Job(good + "?x=1", checksum="sha256:nothex")], config)
 
     assert Status.FAILED == results["ftp://example.org/x"].status
     assert "unsupported scheme 'ftp'" in str(results["ftp://example.org/x"].error)
@@ -256,7 +256,7 @@ def test_resume_continues_a_part_from_an_earlier_run(server: Server, config: Con
     fetch([url], stalled)
     server.rules.pop(path)
 
-    result = fetch([Job(url, sha256=body_sha256(name, size))], config)[url]
+    result = fetch([Job(url, checksum="sha256:" + body_sha256(name, size))], config)[url]
 
     assert (Status.DOWNLOADED, size - have) == (result.status, result.received)
     # The stalled request is logged when its handler is cancelled, which may come later.

@@ -25,7 +25,7 @@ from downloader.testing import Server
 
 
 def rec(url: str, status: str = "downloaded", path: str = "a.bin", **changes: object) -> Record:
-    record = Record(url=url, path=path, status=status, size=16, sha256="ab" * 32, etag='"e"',
+    record = Record(url=url, path=path, status=status, size=16, checksum="sha256:" + "ab" * 32, etag='"e"',
                     last_modified="Tue, 14 Nov 2023 22:13:20 GMT", final_url=None, attempts=1, error=None,
                     first_seen=1.0, updated=2.0)
     return dataclasses.replace(record, **changes) if changes else record  # type: ignore[arg-type]
@@ -43,7 +43,7 @@ def test_done_answers_only_complete_files(tmp_path: Path) -> None:
         done = manifest.done(f"http://h/{s}" for s in ("downloaded", "unchanged", "failed", "pending", "skipped", "x"))
 
     assert {"http://h/downloaded", "http://h/unchanged"} == set(done)
-    assert Done("http://h/downloaded", "downloaded.bin", 16, "ab" * 32, None, '"e"',
+    assert Done("http://h/downloaded", "downloaded.bin", 16, "sha256:" + "ab" * 32, None, '"e"',
                 "Tue, 14 Nov 2023 22:13:20 GMT") == done["http://h/downloaded"]
 
 

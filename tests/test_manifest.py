@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def rec(i: int, **changes: object) -> Record:
     """Record number ``i``: a downloaded file, updated at time 100 + i; ``changes`` override fields."""
     record = Record(url=f"https://example.org/data/{i:07d}.bin", path=f"data/{i:07d}.bin", status="downloaded",
-                    size=1000 + i, sha256=None, etag=f'"e{i}"', last_modified="Tue, 14 Nov 2023 22:13:20 GMT",
+                    size=1000 + i, checksum=None, etag=f'"e{i}"', last_modified="Tue, 14 Nov 2023 22:13:20 GMT",
                     final_url=None, attempts=1, error=None, first_seen=100.0, updated=100.0 + i)
     return replace(record, **changes) if changes else record  # type: ignore[arg-type]
 
@@ -99,6 +99,36 @@ def test_newer_schema_version_raises(path):
     with pytest.raises(ManifestError, match="schema version 99 is newer") as caught:
         Manifest(path)
     assert str(path) in str(caught.value)
+
+
+_VERSION_1 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE files (url TEXT PRIMARY KEY, path TEXT NOT NULL, status TEXT NOT NULL, size INTEGER, sha256 TEXT, "
+    "etag TEXT, last_modified TEXT, final_url TEXT, attempts INTEGER NOT NULL, error TEXT, first_seen REAL NOT NULL, "
+    "updated REAL NOT NULL)",
+    "INSERT INTO meta VALUES ('schema_version', '1')",
+    "INSERT INTO files VALUES ('http://h/a', 'a', 'downloaded', 3, '" + "ab" * 32 + "', NULL, NULL, NULL, 1, NULL, 1, 1)",
+    "INSERT INTO files VALUES ('http://h/b', 'b', 'failed', NULL, NULL, NULL, NULL, NULL, 1, 'HTTP 404', 1, 1)",
+)
+
+
+def test_a_version_1_manifest_is_upgraded_keeping_every_row(path):
+    """Version 1 held sha256 hex alone: opening it to write renames the column and prefixes the digests."""
+    path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(path)) as db:
+        for statement in _VERSION_1:
+            db.execute(statement)
+        db.commit()
+    with pytest.raises(ManifestError, match="a run .not --dry-run. upgrades it"):
+        from downloader.manifest import ManifestPreview
+
+        ManifestPreview(path)
+    with Manifest(path) as manifest:
+        a, b = manifest.lookup("http://h/a"), manifest.lookup("http://h/b")
+    assert a is not None and b is not None
+    assert ("sha256:" + "ab" * 32, Status.DOWNLOADED, None, Status.FAILED) == (a.checksum, a.status, b.checksum, b.status)
+    with raw(path) as db:
+        assert ("2",) == db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
 
 
 def test_uncreatable_path_raises_naming_the_path(tmp_path):

@@ -93,10 +93,10 @@ def test_sha256_is_checked_over_a_body_read_off_the_loop(server: Server, config:
     """The thread hashes what it writes: a right digest finishes, a wrong one fails and leaves nothing."""
     name = f"offloop-sha-{right}.bin"
     digest = body_sha256(name, SIZE) if right else "0" * 64
-    result = fetch(server, name, Rule(rate=RATE), dataclasses.replace(config, retries=0), sha256=digest)
+    result = fetch(server, name, Rule(rate=RATE), dataclasses.replace(config, retries=0), checksum="sha256:" + digest)
     assert handed_over
     if right:
-        assert (Status.DOWNLOADED, digest) == (result.status, result.sha256)
+        assert (Status.DOWNLOADED, "sha256:" + digest) == (result.status, result.checksum)
     else:
         assert Status.FAILED == result.status and "sha256 mismatch" in (result.error or "")
         assert not any(p.is_file() and p.stat().st_size for p in (config.dest).glob(f"{name}*"))

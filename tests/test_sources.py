@@ -77,13 +77,26 @@ def test_parse_line_plain_url():
 def test_parse_line_all_fields():
     """out=, sha256= and size= are parsed into the Job, in any order and with any spacing."""
     job = parse_line(f"http://example.test/b.bin\tsize=1048576   out=raw/b.bin sha256={SHA}", f"{NAME}:2")
-    assert job == Job("http://example.test/b.bin", out="raw/b.bin", sha256=SHA, size=1048576, origin=f"{NAME}:2")
+    assert job == Job("http://example.test/b.bin", out="raw/b.bin", checksum="sha256:" + SHA, size=1048576, origin=f"{NAME}:2")
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ("md5=" + "A" * 32, "md5:" + "a" * 32),
+    ("sha1=" + "b" * 40, "sha1:" + "b" * 40),
+    ("sha512=" + "c" * 128, "sha512:" + "c" * 128),
+    ("blake2b=" + "d" * 128, "blake2b:" + "d" * 128),
+    ("checksum=SHA256:" + "E" * 64, "sha256:" + "e" * 64),
+    ("checksum=md5:" + "f" * 32, "md5:" + "f" * 32),
+])
+def test_parse_line_reads_each_checksum_form_as_alg_hex(field, expected):
+    job = parse_line(f"http://example.test/a {field}", f"{NAME}:1")
+    assert isinstance(job, Job) and job.checksum == expected
 
 
 def test_parse_line_lowercases_sha256():
     """An upper-case sha256 is stored lower-case."""
     job = parse_line(f"http://example.test/a sha256={SHA.upper()}", f"{NAME}:1")
-    assert isinstance(job, Job) and job.sha256 == SHA
+    assert isinstance(job, Job) and job.checksum == "sha256:" + SHA
 
 
 def test_parse_line_size_zero():
@@ -110,6 +123,15 @@ def test_parse_line_value_may_contain_equals():
         pytest.param(f"http://example.test/a sha256={SHA}0", "sha256 must be 64 hex digits", id="sha256-long"),
         pytest.param("http://example.test/a sha256=" + "g" * 64, "sha256 must be 64 hex digits", id="sha256-not-hex"),
         pytest.param("http://example.test/a sha256=", "sha256 must be 64 hex digits", id="sha256-empty"),
+        pytest.param(f"http://example.test/a md5={SHA}", "md5 must be 32 hex digits", id="md5-too-long"),
+        pytest.param("http://example.test/a sha512=" + "a" * 64, "sha512 must be 128 hex digits", id="sha512-short"),
+        pytest.param("http://example.test/a checksum=" + "a" * 32, "checksum must be ALG:HEX", id="checksum-no-alg"),
+        pytest.param("http://example.test/a checksum=crc32:abcd", "unknown checksum algorithm 'crc32'", id="checksum-crc"),
+        pytest.param("http://example.test/a checksum=md5:xyz", "md5 must be 32 hex digits", id="checksum-bad-hex"),
+        pytest.param(f"http://example.test/a sha256={SHA} md5=" + "a" * 32, "one checksum per line", id="two-sums"),
+        pytest.param(f"http://example.test/a checksum=sha256:{SHA} sha256={SHA}", "one checksum per line",
+                     id="checksum-and-sha256"),
+        pytest.param("http://example.test/a MD5=" + "a" * 32, "unknown key 'MD5'", id="algorithm-case"),
         pytest.param("http://example.test/a size=-1", "size must be a whole number", id="size-negative"),
         pytest.param("http://example.test/a size=1.5", "size must be a whole number", id="size-fraction"),
         pytest.param("http://example.test/a size=1e6", "size must be a whole number", id="size-exponent"),
@@ -291,18 +313,18 @@ def test_read_urls_bad_string_is_invalid_job_named_by_argument():
     assert result[1].origin == "argument 2"
 
 
-def test_read_urls_job_sha256_is_lowercased():
-    """A Job given directly has its sha256 lower-cased and keeps its other fields."""
-    (job,) = read_urls([Job("http://example.test/a", out="o.bin", sha256=SHA.upper(), size=3, origin="api")])
-    assert job == Job("http://example.test/a", out="o.bin", sha256=SHA, size=3, origin="api")
+def test_read_urls_job_checksum_is_lowercased():
+    """A Job given directly has its checksum lower-cased and keeps its other fields."""
+    (job,) = read_urls([Job("http://example.test/a", out="o.bin", checksum="SHA256:" + SHA.upper(), size=3, origin="api")])
+    assert job == Job("http://example.test/a", out="o.bin", checksum="sha256:" + SHA, size=3, origin="api")
 
 
 @pytest.mark.parametrize(
     ("job", "fragment"),
     [
         pytest.param(Job("ftp://example.test/a"), "unsupported scheme", id="scheme"),
-        pytest.param(Job("http://example.test/a", sha256="abc"), "sha256", id="short-sha256"),
-        pytest.param(Job("http://example.test/a", sha256=""), "sha256", id="empty-sha256"),
+        pytest.param(Job("http://example.test/a", checksum="sha256:abc"), "sha256", id="short-sha256"),
+        pytest.param(Job("http://example.test/a", checksum="sha256:"), "sha256", id="empty-sha256"),
         pytest.param(Job("http://example.test/a", size=-1), "size", id="negative-size"),
         pytest.param(Job("http://example.test/a", size=True), "size", id="bool-size"),
         pytest.param(Job("http://example.test/a", size="3"), "size", id="string-size"),  # type: ignore[arg-type]
@@ -310,7 +332,7 @@ def test_read_urls_job_sha256_is_lowercased():
 )
 def test_read_urls_invalid_job(job, fragment):
     """A Job with a bad URL, sha256 or size becomes an InvalidJob keeping the job's origin."""
-    job = Job(job.url, job.out, job.sha256, job.size, origin="api 1")
+    job = Job(job.url, job.out, job.checksum, job.size, origin="api 1")
     (entry,) = read_urls([job])
     assert isinstance(entry, InvalidJob)
     assert fragment in str(entry)

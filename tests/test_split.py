@@ -31,7 +31,7 @@ def test_split_fetches_ranges_in_parallel_and_is_byte_exact(server: Server, spli
     name = f"{split.engine}-split.bin"
     url = server.file_url(name, SIZE)
 
-    [result] = download([Job(url, sha256=body_sha256(name, SIZE))], config=split)
+    [result] = download([Job(url, checksum="sha256:" + body_sha256(name, SIZE))], config=split)
 
     entries = server.requests(f"/bytes/{SIZE}/{name}")
     assert (Status.DOWNLOADED, SIZE) == (result.status, result.size)

@@ -177,17 +177,17 @@ def test_fresh_download_finishes_under_final_name(tmp_path):
     result = t.finish()
     assert (tmp_path / "f.bin").read_bytes() == BODY
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
-    assert (result.status, result.path, result.size, result.received, result.sha256) == (
+    assert (result.status, result.path, result.size, result.received, result.checksum) == (
         Status.DOWNLOADED, str(tmp_path / "f.bin"), len(BODY), len(BODY), None)
 
 
 def test_fresh_download_with_sha256_reports_digest(tmp_path):
     """With a sha256 in the list, finish checks it and reports the digest."""
-    t = transfer(tmp_path, Job(URL, sha256=SHA))
+    t = transfer(tmp_path, Job(URL, checksum="sha256:" + SHA))
     t.prepare()
     t.accept(200, full_answer())
     receive(t, BODY)
-    assert t.finish().sha256 == SHA
+    assert t.finish().checksum == "sha256:" + SHA
 
 
 def test_fresh_download_without_length_finishes(tmp_path):
@@ -267,19 +267,19 @@ def test_resume_keeps_the_state_file_unchanged(tmp_path):
 
 def test_resume_with_sha256_hashes_the_existing_prefix(tmp_path):
     """On resume the hash is primed with the part, so the digest covers the whole file."""
-    t = transfer(tmp_path, Job(URL, sha256=SHA))
+    t = transfer(tmp_path, Job(URL, checksum="sha256:" + SHA))
     leave_part(t, state=SAVED)
     t.prepare()
     t.accept(206, partial_answer())
     receive(t, BODY[HAVE:])
     result = t.finish()
-    assert result.sha256 == SHA
+    assert result.checksum == "sha256:" + SHA
     assert (tmp_path / "f.bin").read_bytes() == BODY
 
 
 def test_resume_with_sha256_detects_a_corrupt_prefix(tmp_path):
     """A wrong byte in the part already on disk makes the digest fail."""
-    t = transfer(tmp_path, Job(URL, sha256=SHA))
+    t = transfer(tmp_path, Job(URL, checksum="sha256:" + SHA))
     leave_part(t, data=b"X" + BODY[1:HAVE], state=SAVED)
     t.prepare()
     t.accept(206, partial_answer())
@@ -308,13 +308,13 @@ def test_resume_with_weak_etag_sends_no_weak_if_range(tmp_path):
 
 def test_complete_part_is_finished_on_416(tmp_path):
     """A 416 with bytes */T when the part holds T bytes finishes the part without a body."""
-    t = transfer(tmp_path, Job(URL, sha256=SHA))
+    t = transfer(tmp_path, Job(URL, checksum="sha256:" + SHA))
     leave_part(t, data=BODY, state=SAVED)
     t.prepare()
     step = t.accept(416, headers(Content_Range=f"bytes */{len(BODY)}"))
     assert step == Finish(rehash=len(BODY))
     result = t.finish()
-    assert (result.size, result.received, result.sha256) == (len(BODY), 0, SHA)
+    assert (result.size, result.received, result.checksum) == (len(BODY), 0, "sha256:" + SHA)
     assert (tmp_path / "f.bin").read_bytes() == BODY
     assert not t.state_file.exists()
 
@@ -335,12 +335,12 @@ def test_200_to_a_resume_truncates_the_part(tmp_path):
 
 def test_200_to_a_resume_with_sha256_hashes_only_the_new_body(tmp_path):
     """After a truncating 200 the digest is over the new body alone, not the dropped part."""
-    t = transfer(tmp_path, Job(URL, sha256=SHA))
+    t = transfer(tmp_path, Job(URL, checksum="sha256:" + SHA))
     leave_part(t, data=b"OLDOLDOL", state=SAVED)
     t.prepare()
     t.accept(200, full_answer())
     receive(t, BODY)
-    assert t.finish().sha256 == SHA
+    assert t.finish().checksum == "sha256:" + SHA
 
 
 @pytest.mark.parametrize(
@@ -368,14 +368,14 @@ def test_restart_empties_part_and_removes_state(tmp_path, status, answer):
 
 def test_transfer_can_restart_and_complete_in_one_attempt(tmp_path):
     """After a RESTART the same Transfer plans a plain GET and finishes from a 200."""
-    t = transfer(tmp_path, Job(URL, sha256=SHA))
+    t = transfer(tmp_path, Job(URL, checksum="sha256:" + SHA))
     leave_part(t, state=SAVED)
     t.prepare()
     t.accept(206, partial_answer(start=0))
     t.prepare()
     t.accept(200, full_answer())
     receive(t, BODY)
-    assert t.finish().sha256 == SHA
+    assert t.finish().checksum == "sha256:" + SHA
     assert (tmp_path / "f.bin").read_bytes() == BODY
 
 
@@ -477,13 +477,13 @@ def test_short_body_then_next_attempt_resumes(tmp_path):
 
 def test_sha256_mismatch_deletes_part_and_leaves_no_final_file(tmp_path):
     """A whole body with the wrong digest raises IntegrityError and leaves nothing behind."""
-    t = transfer(tmp_path, Job(URL, sha256="0" * 64))
+    t = transfer(tmp_path, Job(URL, checksum="sha256:" + "0" * 64))
     t.prepare()
     t.accept(200, full_answer())
     receive(t, BODY)
     with pytest.raises(IntegrityError) as info:
         t.finish()
-    assert (info.value.expected, info.value.actual) == ("0" * 64, SHA)
+    assert (info.value.expected, info.value.actual) == ("sha256:" + "0" * 64, "sha256:" + SHA)
     t.close()
     assert list(tmp_path.iterdir()) == []
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -42,6 +41,7 @@ import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncFileIO
 
 from downloader.attempt import Attempt, Finish, Write
+from downloader.checksums import Hasher
 from downloader.core import ResumeState
 from downloader.jobs import Result
 from downloader.storage import Part, Segments, conclude
@@ -97,7 +97,7 @@ class AsyncPart:
         """:meth:`Part.discard` (truncating a large part takes time)."""
         await uncancelled(_discard(self.part))
 
-    async def ready(self, step: Write, hasher: hashlib._Hash | None) -> None:
+    async def ready(self, step: Write, hasher: Hasher | None) -> None:
         """:meth:`Part.ready`: empty the part and save its state, or hash the prefix it keeps."""
         self._streamed = True
         await uncancelled(_ready(self.part, step, hasher))
