@@ -99,7 +99,9 @@ class AsyncRun:
     Cancelling the awaiting task stops the run as Ctrl-C stops the command: no new
     transfer starts, every part and its state stay on disk, the transfers in flight are
     recorded in the manifest as pending, and a later run resumes them. The
-    CancelledError propagates once every transfer has stopped.
+    CancelledError propagates once the run has stopped: every transfer of the asyncio
+    engine, a write in flight finished first; the worker thread of the others (whose
+    own workers, as after Ctrl-C, end at their next chunk, possibly just after).
 
     One instance runs once; two runs may share a loop, each with its own destination.
     The arguments are :class:`Run`'s.

@@ -7,12 +7,10 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import os
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import http_exceptions
