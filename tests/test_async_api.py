@@ -69,13 +69,11 @@ def test_the_callers_loop_goes_on_during_a_download(server: Server, engine: str,
                        on_result=lambda _: threads.add(threading.current_thread().name))
         return await ticking(run(read_urls(urls)))
 
-    started = time.monotonic()
     summary, ticks = asyncio.run(main())
-    elapsed = time.monotonic() - started
 
     assert 21 == getattr(summary, "downloaded")
-    assert len(ticks) >= 10 and len(ticks) >= elapsed / 0.01 / 4  # ticks every 10 ms, a quarter of them at least
-    assert max(b - a for a, b in zip(ticks, ticks[1:])) < 0.5
+    assert len(ticks) >= 10  # the slow file alone takes half a second: 50 ticks on a quiet machine
+    assert max(b - a for a, b in zip(ticks, ticks[1:])) < 1.0
     if engine == "asyncio":
         assert {threading.main_thread().name} == threads
     assert not [t for t in threading.enumerate() if t.name == "downloader-run"]
