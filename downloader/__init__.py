@@ -2,6 +2,7 @@
 
 >>> import downloader
 >>> results = downloader.download(["https://example.org/a.csv"], dest="data")  # doctest: +SKIP
+>>> results = await downloader.download_async(["https://example.org/a.csv"], dest="data")  # doctest: +SKIP
 
 The names below are imported on first use (PEP 562): ``import downloader.testing`` or
 ``import downloader.config`` does not load the engines' machinery, and the command line
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from downloader.config import DEFAULT_CHUNK_SIZE, Config, EngineName, __version__
 
 if TYPE_CHECKING:
-    from downloader.api import Run, download
+    from downloader.api import AsyncRun, Run, download, download_async
     from downloader.errors import (
         BodyIncomplete,
         ChecksumFileError,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from downloader.progress import Summary
 
 __all__ = [
+    "AsyncRun",
     "BodyIncomplete",
     "ChecksumFileError",
     "ClusterError",
@@ -70,10 +72,11 @@ __all__ = [
     "TransferError",
     "__version__",
     "download",
+    "download_async",
 ]
 
 _EXPORTED_FROM = {
-    "api": ("Run", "download"),
+    "api": ("AsyncRun", "Run", "download", "download_async"),
     "errors": ("BodyIncomplete", "ChecksumFileError", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
                "HTTPStatusError", "IntegrityError", "InvalidJob", "LocalIOError", "MalformedResponse",
                "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
