@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         HTTPStatusError,
         IntegrityError,
         InvalidJob,
+        ListFormatError,
         LocalIOError,
         MalformedResponse,
         ManifestError,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     )
     from downloader.jobs import DONE_STATUSES, Job, Result, Status
     from downloader.progress import Summary
+    from downloader.tables import read_table
 
 __all__ = [
     "BodyIncomplete",
@@ -54,6 +56,7 @@ __all__ = [
     "IntegrityError",
     "InvalidJob",
     "Job",
+    "ListFormatError",
     "LocalIOError",
     "MalformedResponse",
     "ManifestError",
@@ -68,16 +71,18 @@ __all__ = [
     "TransferError",
     "__version__",
     "download",
+    "read_table",
 ]
 
 _EXPORTED_FROM = {
     "api": ("Run", "download"),
     "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
-               "HTTPStatusError", "IntegrityError", "InvalidJob", "LocalIOError", "MalformedResponse",
+               "HTTPStatusError", "IntegrityError", "InvalidJob", "ListFormatError", "LocalIOError", "MalformedResponse",
                "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
                "StallTimeout", "TransferError"),
     "jobs": ("DONE_STATUSES", "Job", "Result", "Status"),
     "progress": ("Summary",),
+    "tables": ("read_table",),
 }
 """The submodule that defines each name exported lazily: imported when one of its names is first asked for."""
 _LAZY = {name: module for module, names in _EXPORTED_FROM.items() for name in names}
