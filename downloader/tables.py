@@ -64,8 +64,8 @@ _EXTENSIONS: dict[str, InputFormat] = {
 PARQUET_BATCH = 4096
 """Rows of a Parquet file read at a time (of the needed columns only)."""
 MAX_CELL = 16 * 1024 * 1024
-"""Longest CSV or TSV cell, and longest JSON line, in characters; a longer one fails its row,
-never held whole. (``csv.field_size_limit`` is raised to this for the process, never lowered.)"""
+"""Longest CSV or TSV cell in characters, and longest JSON line in bytes; a longer one fails its
+row. (``csv.field_size_limit`` is raised to this for the process, never lowered.)"""
 _HEX_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 """A bare hex digest's algorithm by its length; blake2b (128 too) needs the ``blake2b:`` form."""
 _HEX = re.compile(rb"[0-9a-fA-F]+")
@@ -189,7 +189,8 @@ def read_table(
 
     Raises:
         ListFormatError: an unknown format, a table without the URL column, a JSON
-            array, Parquet without pyarrow or a file that is not Parquet.
+            array, Parquet without pyarrow, a file that is not Parquet, a gzip stream
+            damaged from its start.
         OSError: the file cannot be opened.
 
     .. versionadded:: 0.4
@@ -210,6 +211,9 @@ def read_table(
             assert not isinstance(stream, (str, os.PathLike))
             entries, found = _OPENERS[format](_decompressed(stream, resources), label, columns, resources)
             entries = _guarded(entries, label)
+    except (EOFError, zlib.error, UnicodeError) as error:  # a damaged gzip stream, bytes not UTF-16
+        resources.close()
+        raise ListFormatError(f"{label}: cannot be read: {error}") from error
     except BaseException:
         resources.close()
         raise
@@ -231,7 +235,7 @@ def _guarded(entries: Iterator[Entry], name: str) -> Iterator[Entry]:
     error, a gzip stream cut short or corrupt) rather than by an exception that stops the run."""
     try:
         yield from entries
-    except (OSError, EOFError, zlib.error) as error:
+    except (OSError, EOFError, zlib.error, UnicodeError) as error:
         yield InvalidJob(f"<{name}>", f"{name}: cannot read the rest of the file: {error}", name)
 
 
@@ -478,9 +482,10 @@ def _csv_rows(reader: Iterator[list[str]], picks: list[int | None], name: str, n
             row = next(reader)
         except StopIteration:
             return
-        except csv.Error as error:  # a cell over the limit: the rest of it is read as rows of its own
+        except csv.Error as error:  # a cell over the limit: the rest of its line is dropped
             number += 1
-            yield InvalidJob(f"<row {number}>", f"{name}:{number}: {error}", f"{name}:{number}")
+            problem = f"{error} (a cell longer than {MAX_CELL} characters, or a quote never closed)"
+            yield InvalidJob(f"<row {number}>", f"{name}:{number}: {problem}", f"{name}:{number}")
             if reader.line_num == line_num:  # type: ignore[attr-defined]
                 return  # nothing more was read: the reader cannot go on
             line_num = reader.line_num  # type: ignore[attr-defined]
