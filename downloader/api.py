@@ -184,7 +184,7 @@ class LocalRun:
 
 
 def download(
-    urls: Iterable[str | Job],
+    urls: Iterable[str | Entry],
     *,
     dest: str | Path = ".",
     engine: EngineName = "asyncio",
@@ -200,7 +200,8 @@ def download(
     """Download ``urls`` (strings or :class:`Job` objects) and return one result per job, in completion order.
 
     Args:
-        urls: URLs, or jobs carrying ``out``, ``sha256`` and ``size``.
+        urls: URLs, or jobs carrying ``out``, ``sha256`` and ``size`` (the entries of
+            :func:`downloader.read_table` too: its invalid rows end as failed results).
         dest: directory to write into, created if missing.
         engine: ``"asyncio"`` (aiohttp) or ``"threads"`` (requests).
         concurrency: simultaneous transfers.

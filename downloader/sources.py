@@ -202,9 +202,13 @@ def _skip_rest_of_line(stream: IO[bytes]) -> None:
         pass
 
 
-def read_urls(urls: Iterable[str | Job]) -> Iterator[Entry]:
-    """Turn URLs or jobs given directly (arguments, the library API) into entries."""
+def read_urls(urls: Iterable[str | Entry]) -> Iterator[Entry]:
+    """Turn URLs or jobs given directly (arguments, the library API) into entries; an
+    :class:`InvalidJob` (a bad row of a table) is passed on as it is."""
     for number, item in enumerate(urls, start=1):
+        if isinstance(item, InvalidJob):
+            yield item
+            continue
         if isinstance(item, Job):
             problem = _job_problem(item)
             yield InvalidJob(item.url, problem, item.origin) if problem else replace(item, checksum=item.checksum and item.checksum.lower())

@@ -532,6 +532,16 @@ def test_a_parquet_run_img2dataset_style(server: Server, config: Config, tmp_pat
         assert body(n, 64 + i) == (config.dest / f"{i:09d}.jpg").read_bytes()
 
 
+def test_download_takes_the_entries_of_a_table(server: Server, config: Config, tmp_path: Path) -> None:
+    """download(read_table(...)): the jobs are fetched, a bad row ends as a failed result with its FILE:ROW."""
+    listing = write_csv(tmp_path / "a.csv", [["url"], [server.file_url(f"dl-{config.engine}.bin", 12)], ["ftp://x/y"]])
+
+    results = downloader.download(downloader.read_table(listing), config=config)
+
+    assert [(Status.DOWNLOADED, f"{listing}:2"), (Status.FAILED, f"{listing}:3")] == sorted(
+        (r.status, r.origin) for r in results)
+
+
 def test_parquet_and_tsv_on_the_command_line_with_stdin(
         server: Server, engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parquet by its name and a TSV on standard input with --input-format: one format for every -i."""
