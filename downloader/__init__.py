@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from downloader.api import Run, download
     from downloader.errors import (
         BodyIncomplete,
+        ChecksumFileError,
         ClusterError,
         ConnectError,
         CookiesFileError,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BodyIncomplete",
+    "ChecksumFileError",
     "ClusterError",
     "Config",
     "ConnectError",
@@ -76,7 +78,7 @@ __all__ = [
 
 _EXPORTED_FROM = {
     "api": ("Run", "download"),
-    "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
+    "errors": ("BodyIncomplete", "ChecksumFileError", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
                "HTTPStatusError", "IntegrityError", "InvalidJob", "ListFormatError", "LocalIOError", "MalformedResponse",
                "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
                "StallTimeout", "TransferError"),

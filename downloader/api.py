@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from downloader import memory
 from downloader.config import Config, EngineName
@@ -19,6 +19,9 @@ from downloader.jobs import Job, Result
 from downloader.manifest import Manifest, ManifestError
 from downloader.progress import Progress, Summary
 from downloader.sources import Entry, read_urls
+
+if TYPE_CHECKING:
+    from downloader.checksumfiles import ChecksumTable
 
 __all__ = ["Run", "download"]
 
@@ -35,7 +38,9 @@ class Run:
     With ``config.processes`` above one (or None: one per core) the entries are spread
     over that many engine processes (:mod:`downloader.processes`); with ``dask``, over
     the workers of a Dask cluster (:mod:`downloader.cluster`). Either way this process
-    reads the list and owns the progress, the results and the summary.
+    reads the list and owns the progress, the results and the summary. The checksum files of
+    ``config.checksum_files`` are read when the run is made (a bad one raises
+    :class:`~downloader.errors.ChecksumFileError`) and applied as this process reads the list.
 
     .. versionchanged:: 0.3 ``config.processes``, ``config.shard`` and ``dask``.
     """
@@ -43,6 +48,7 @@ class Run:
     def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
                  stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None) -> None:
         self.config = config
+        self._checksums = _checksum_table(config)
         self._backend: _Backend
         if dask is not None:
             if config.save_cookies is not None:
@@ -59,13 +65,19 @@ class Run:
             self._backend = LocalRun(config, on_result=on_result, stream=stream, list_failures=list_failures)
 
     def __call__(self, entries: Iterable[Entry]) -> Summary:
-        """Fetch every entry (of ``config.shard`` only, when it is set). On KeyboardInterrupt the
-        parts stay on disk and the interrupt propagates."""
+        """Fetch every entry (of ``config.shard`` only, when it is set), with the digests of
+        ``config.checksum_files``. On KeyboardInterrupt the parts stay on disk and the interrupt
+        propagates."""
+        if self._checksums is not None:  # before the shard: a name of another shard is matched, not unmatched
+            entries = self._checksums.apply(entries, self.config.layout)
         if self.config.shard is not None:
             from downloader.sharding import Shard, in_shard
 
             entries = in_shard(entries, Shard(*self.config.shard), self.config.layout)
-        return self._backend(entries)
+        summary = self._backend(entries)
+        if self._checksums is not None:
+            self._checksums.log_outcome()
+        return summary
 
     def summary(self) -> Summary:
         """Counts so far; jobs still in flight count as interrupted once the run was stopped."""
@@ -79,6 +91,19 @@ class Run:
         """Peak resident memory in bytes of this process (``parent``) and of each engine process
         or cluster worker of the run (``workers``)."""
         return self._backend.peak_rss()
+
+
+def _checksum_table(config: Config) -> ChecksumTable | None:
+    """The digests of ``config.checksum_files``, read before anything else of a run starts.
+
+    Raises:
+        ChecksumFileError: a file cannot be read, or a line of it is not a digest.
+    """
+    if not config.checksum_files:
+        return None
+    from downloader.checksumfiles import ChecksumTable
+
+    return ChecksumTable.read(config.checksum_files)
 
 
 def _loop_running() -> bool:

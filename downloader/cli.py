@@ -25,7 +25,7 @@ from downloader.amounts import parse_amount
 from downloader.api import Run
 from downloader.config import Config, __version__, default_processes
 from downloader.cookies import CookiesFileError, read_file
-from downloader.errors import ClusterError, ListFormatError, ManifestError
+from downloader.errors import ChecksumFileError, ClusterError, ListFormatError, ManifestError
 from downloader.jobs import Result
 from downloader.manifest import default_path, status_report
 from downloader.progress import Summary
@@ -108,6 +108,10 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_checksum_options(parser: argparse.ArgumentParser) -> None:
     sums = parser.add_argument_group("checksums")
+    sums.add_argument("--checksums", action="append", default=[], metavar="FILE",
+                      help="verify each URL against the digest FILE gives its output name: md5sum, sha1sum, "
+                           "sha256sum, sha512sum or b2sum output, BSD --tag lines, MD5SUMS, SHA256SUMS, X.sha256; "
+                           "may be repeated; a checksum in the list line wins; -v lists the names no URL matched")
     sums.add_argument("--no-server-digest", action="store_true",
                       help="do not check bodies against the digest their server states (Repr-Digest, Digest, "
                            "Content-MD5, x-goog-hash) nor ask for one (Want-Repr-Digest)")
@@ -253,8 +257,15 @@ def status_main(argv: list[str]) -> int:
 def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     """Print one line per entry and a total; exit 1 when some entry would fail."""
     from downloader import dryrun
+    from downloader.checksumfiles import ChecksumTable
     from downloader.sharding import Shard, in_shard
 
+    try:
+        checksums = ChecksumTable.read(config.checksum_files)
+    except ChecksumFileError as error:
+        print(f"downloader: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    entries = checksums.apply(entries, config.layout)
     if config.shard is not None:
         entries = in_shard(entries, Shard(*config.shard), config.layout)
 
@@ -268,6 +279,8 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     except ManifestError as error:  # raised before the first line is planned
         print(f"downloader: error: {error} (--no-manifest plans without it)", file=sys.stderr)
         return EXIT_USAGE
+    if config.checksum_files:
+        checksums.log_outcome()
     total = f"{known} bytes announced by size=" + (f", {unknown} of unknown size" if unknown else "")
     print(", ".join(f"{action} {count}" for action, count in counts.items()) + f"; {total}")
     return EXIT_FAILED if counts["fail"] else EXIT_OK
@@ -279,7 +292,7 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
     except ManifestError as error:
         print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
         return EXIT_USAGE
-    except ClusterError as error:
+    except (ClusterError, ChecksumFileError) as error:
         print(f"downloader: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _terminate_like_ctrl_c()
@@ -362,6 +375,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "layout": args.layout,
         "content_disposition": args.content_disposition,
         "server_digest": not args.no_server_digest,
+        "checksum_files": tuple(Path(name) for name in args.checksums),
         "sync": args.sync,
         "per_host": args.per_host,
         "split": args.split,

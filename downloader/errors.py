@@ -20,6 +20,7 @@
     │   └── RetriesExhausted            .attempts; raised ``from`` the last TransferError
     ├── ManifestError                   the manifest cannot be used: .path, .reason
     ├── CookiesFileError                a --load-cookies file that is not one (names the file and line; also ValueError)
+    ├── ChecksumFileError               a --checksums file that cannot be read, or a bad line of it (FILE:LINE; also ValueError)
     ├── ClusterError                    the Dask cluster cannot be used: bad address, no scheduler, no worker
     └── ListFormatError                 a list file unreadable in its format: no URL column, Parquet without pyarrow
                                         (also ValueError)
@@ -42,6 +43,7 @@ import os
 
 __all__ = [
     "BodyIncomplete",
+    "ChecksumFileError",
     "ClusterError",
     "CookiesFileError",
     "ConnectError",
@@ -181,6 +183,12 @@ class ManifestError(DownloaderError):
 class CookiesFileError(DownloaderError, ValueError):
     """A cookies file that cannot be read, or a line of it that is not a cookie: the message names
     the file (and the line). Raised when a run starts, before any transfer."""
+
+
+class ChecksumFileError(DownloaderError, ValueError):
+    """A checksum file (``--checksums``) that cannot be read, or a line of it that is not a digest:
+    the message names the file and the line (``FILE:LINE``). Raised when a run starts, before
+    any transfer."""
 
 
 class ClusterError(DownloaderError):

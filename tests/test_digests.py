@@ -59,15 +59,17 @@ def test_each_list_algorithm_is_checked_and_recorded(server: Server, config: Con
     ("Digest", "sha256", "SHA-256={}"),
     ("Digest", "md5", "MD5={}"),
     ("Content-MD5", "md5", "{}"),
+    ("Content-Digest", "sha256", "sha-256=:{}:"),
     ("x-goog-hash", "md5", "md5={}"),
 ])
 @pytest.mark.parametrize("right", [True, False], ids=["right", "wrong"])
+@pytest.mark.parametrize("size", [SIZE, 1000], ids=["streamed", "small"])
 def test_a_server_digest_is_checked(server: Server, config: Config, header: str, algorithm: str, form: str,
-                                    right: bool) -> None:
+                                    right: bool, size: int) -> None:
     """A right digest passes and is reported; a wrong one fails naming the header, and leaves no file."""
-    name = f"{config.engine}-{header}-{algorithm}-{right}.bin"
-    data = body(name, SIZE) if right else b"something else"
-    url = serve(server, name, (header, form.format(digest(algorithm, data))))
+    name = f"{config.engine}-{header}-{algorithm}-{right}-{size}.bin"
+    data = body(name, size) if right else b"something else"
+    url = serve(server, name, (header, form.format(digest(algorithm, data))), size=size)
     result = fetch_one(url, dataclasses.replace(config, retries=0))
     if right:
         assert (Status.DOWNLOADED, f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}") == (
@@ -151,6 +153,24 @@ def test_server_digest_parsing_ignores_what_it_cannot_read() -> None:
     assert server_digest({"Repr-Digest": f"sha-256={good}"}, whole_body=True) is None  # not a byte sequence
     assert server_digest({"Digest": "SHA-256=@@@"}, whole_body=True) is None
     assert server_digest({"Content-MD5": digest("md5", b"x")}, whole_body=False) is None
+    assert server_digest({"Content-Digest": f"sha-256=:{good}:"}, whole_body=False) is None
     assert server_digest({"Content-MD5": hashlib.md5(b"x").hexdigest()}, whole_body=True) == (
         "md5", hashlib.md5(b"x").hexdigest(), "Content-MD5")
     assert server_digest({"ETag": '"' + hashlib.md5(b"x").hexdigest() + '"'}, whole_body=True) is None
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["right", "wrong"])
+def test_a_split_file_is_checked_against_the_first_answer_digest(server: Server, config: Config, right: bool) -> None:
+    """--split: the segments arrive out of order, so the part is hashed once at the end."""
+    name = f"{config.engine}-split-digest-{right}.bin"
+    size = 400_000
+    data = body(name, size) if right else b"other"
+    url = serve(server, name, ("Repr-Digest", f"sha-512=:{digest('sha512', data)}:"), size=size)
+    split = dataclasses.replace(config, split=4, min_split_size=50_000, retries=0)
+    result = fetch_one(url, split)
+    ranges = [entry.range for entry in server.log if entry.path.endswith(name)]
+    assert len([r for r in ranges if r]) >= 3  # it was split
+    if right:
+        assert (Status.DOWNLOADED, "sha512:" + hashlib.sha512(data).hexdigest()) == (result.status, result.checksum)
+    else:
+        assert Status.FAILED == result.status and "sha512 mismatch (the server's Repr-Digest)" in str(result.error)
