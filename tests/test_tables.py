@@ -542,6 +542,27 @@ def test_download_takes_the_entries_of_a_table(server: Server, config: Config, t
         (r.status, r.origin) for r in results)
 
 
+def test_a_checksum_file_applies_to_the_rows_of_a_table(server: Server, engine: str, tmp_path: Path) -> None:
+    """--checksums goes by the output name a row's out column gives; a row's own checksum wins."""
+    names = [f"sums-{engine}-{i}.bin" for i in range(3)]
+    digests = [hashlib.sha256(body(n, 50)).hexdigest() for n in names]
+    listing = write_csv(tmp_path / "a.csv", [["url", "name", "sha256"],
+                                             [server.file_url(names[0], 50), f"d/{names[0]}", ""],
+                                             [server.file_url(names[1], 50), f"d/{names[1]}", ""],
+                                             [server.file_url(names[2], 50), f"d/{names[2]}", digests[2]]])
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text(f"{digests[0]}  d/{names[0]}\n{'0' * 64}  d/{names[1]}\n{'0' * 64}  d/{names[2]}\n")
+    report = tmp_path / "report.jsonl"
+
+    status = main(["-i", str(listing), "--out-column", "name", "--checksum-column", "sha256", "--checksums", str(sums),
+                   "-d", str(tmp_path / "out"), "-e", engine, "-q", "--retries", "0", "--report", str(report)])
+
+    records = {r["origin"]: r for r in map(json.loads, report.read_text().splitlines()) if r["type"] == "result"}
+    assert 1 == status
+    assert ["downloaded", "failed", "downloaded"] == [records[f"{listing}:{n}"]["status"] for n in (2, 3, 4)]
+    assert "sha256 mismatch" in records[f"{listing}:3"]["error"]
+
+
 def test_parquet_and_tsv_on_the_command_line_with_stdin(
         server: Server, engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parquet by its name and a TSV on standard input with --input-format: one format for every -i."""
