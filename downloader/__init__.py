@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         HTTPStatusError,
         IntegrityError,
         InvalidJob,
+        ListFormatError,
         LocalIOError,
         MalformedResponse,
         ManifestError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     )
     from downloader.jobs import DONE_STATUSES, Job, Result, Status
     from downloader.progress import Summary
+    from downloader.tables import read_table
 
 __all__ = [
     "AsyncRun",
@@ -58,6 +60,7 @@ __all__ = [
     "IntegrityError",
     "InvalidJob",
     "Job",
+    "ListFormatError",
     "LocalIOError",
     "MalformedResponse",
     "ManifestError",
@@ -73,16 +76,18 @@ __all__ = [
     "__version__",
     "download",
     "download_async",
+    "read_table",
 ]
 
 _EXPORTED_FROM = {
     "api": ("AsyncRun", "Run", "download", "download_async"),
     "errors": ("BodyIncomplete", "ChecksumFileError", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
-               "HTTPStatusError", "IntegrityError", "InvalidJob", "LocalIOError", "MalformedResponse",
+               "HTTPStatusError", "IntegrityError", "InvalidJob", "ListFormatError", "LocalIOError", "MalformedResponse",
                "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
                "StallTimeout", "TransferError"),
     "jobs": ("DONE_STATUSES", "Job", "Result", "Status"),
     "progress": ("Summary",),
+    "tables": ("read_table",),
 }
 """The submodule that defines each name exported lazily: imported when one of its names is first asked for."""
 _LAZY = {name: module for module, names in _EXPORTED_FROM.items() for name in names}

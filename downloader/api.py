@@ -354,7 +354,7 @@ class LocalRun:
 
 
 def download(
-    urls: Iterable[str | Job],
+    urls: Iterable[str | Entry],
     *,
     dest: str | Path = ".",
     engine: EngineName = "asyncio",
@@ -373,7 +373,8 @@ def download(
     loop waiting meanwhile; :func:`download_async` lets the loop go on.
 
     Args:
-        urls: URLs, or jobs carrying ``out``, ``sha256`` and ``size``.
+        urls: URLs, or jobs carrying ``out``, ``sha256`` and ``size`` (the entries of
+            :func:`downloader.read_table` too: its invalid rows end as failed results).
         dest: directory to write into, created if missing.
         engine: ``"asyncio"`` (aiohttp) or ``"threads"`` (requests).
         concurrency: simultaneous transfers.
