@@ -2,6 +2,7 @@
 
 >>> import downloader
 >>> results = downloader.download(["https://example.org/a.csv"], dest="data")  # doctest: +SKIP
+>>> results = await downloader.download_async(["https://example.org/a.csv"], dest="data")  # doctest: +SKIP
 
 The names below are imported on first use (PEP 562): ``import downloader.testing`` or
 ``import downloader.config`` does not load the engines' machinery, and the command line
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from downloader.config import DEFAULT_CHUNK_SIZE, Config, EngineName, __version__
 
 if TYPE_CHECKING:
-    from downloader.api import Run, download
+    from downloader.api import AsyncRun, Run, download, download_async
     from downloader.errors import (
         BodyIncomplete,
+        ChecksumFileError,
         ClusterError,
         ConnectError,
         CookiesFileError,
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
         HTTPStatusError,
         IntegrityError,
         InvalidJob,
+        ListFormatError,
         LocalIOError,
         MalformedResponse,
         ManifestError,
@@ -38,9 +41,12 @@ if TYPE_CHECKING:
     )
     from downloader.jobs import DONE_STATUSES, Job, Result, Status
     from downloader.progress import Summary
+    from downloader.tables import read_table
 
 __all__ = [
+    "AsyncRun",
     "BodyIncomplete",
+    "ChecksumFileError",
     "ClusterError",
     "Config",
     "ConnectError",
@@ -54,6 +60,7 @@ __all__ = [
     "IntegrityError",
     "InvalidJob",
     "Job",
+    "ListFormatError",
     "LocalIOError",
     "MalformedResponse",
     "ManifestError",
@@ -68,16 +75,19 @@ __all__ = [
     "TransferError",
     "__version__",
     "download",
+    "download_async",
+    "read_table",
 ]
 
 _EXPORTED_FROM = {
-    "api": ("Run", "download"),
-    "errors": ("BodyIncomplete", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
-               "HTTPStatusError", "IntegrityError", "InvalidJob", "LocalIOError", "MalformedResponse",
+    "api": ("AsyncRun", "Run", "download", "download_async"),
+    "errors": ("BodyIncomplete", "ChecksumFileError", "ClusterError", "ConnectError", "CookiesFileError", "DownloadError", "DownloaderError",
+               "HTTPStatusError", "IntegrityError", "InvalidJob", "ListFormatError", "LocalIOError", "MalformedResponse",
                "ManifestError", "PartBusy", "Refused", "RetriesExhausted",
                "StallTimeout", "TransferError"),
     "jobs": ("DONE_STATUSES", "Job", "Result", "Status"),
     "progress": ("Summary",),
+    "tables": ("read_table",),
 }
 """The submodule that defines each name exported lazily: imported when one of its names is first asked for."""
 _LAZY = {name: module for module, names in _EXPORTED_FROM.items() for name in names}

@@ -1,4 +1,5 @@
-"""The library API: :func:`download` for a list in memory, :class:`Run` for streams of any length."""
+"""The library API: :func:`download` for a list in memory, :class:`Run` for streams of any length,
+and their twins for async code, :func:`download_async` and :class:`AsyncRun`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol, TypeVar
 
 from downloader import memory
 from downloader.config import Config, EngineName
@@ -21,9 +22,13 @@ from downloader.manifest import Manifest, ManifestError
 from downloader.progress import FileTotal, Progress, Summary
 from downloader.sources import Entry, read_urls
 
-__all__ = ["Run", "download"]
+if TYPE_CHECKING:
+    from downloader.checksumfiles import ChecksumTable
+
+__all__ = ["AsyncRun", "Run", "download", "download_async"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class Run:
@@ -36,7 +41,9 @@ class Run:
     With ``config.processes`` above one (or None: one per core) the entries are spread
     over that many engine processes (:mod:`downloader.processes`); with ``dask``, over
     the workers of a Dask cluster (:mod:`downloader.cluster`). Either way this process
-    reads the list and owns the progress, the results and the summary.
+    reads the list and owns the progress, the results and the summary. The checksum files of
+    ``config.checksum_files`` are read when the run is made (a bad one raises
+    :class:`~downloader.errors.ChecksumFileError`) and applied as this process reads the list.
 
     ``total`` tells the progress how many entries are coming once that is known (e.g. a
     :class:`downloader.listcount.ListCount` of the list files); it is ignored with
@@ -50,6 +57,7 @@ class Run:
                  stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None,
                  total: FileTotal | None = None) -> None:
         self.config = config
+        self._checksums = _checksum_table(config)
         if config.shard is not None:
             total = None
         self._backend: _Backend
@@ -70,13 +78,28 @@ class Run:
                                      total=total)
 
     def __call__(self, entries: Iterable[Entry]) -> Summary:
-        """Fetch every entry (of ``config.shard`` only, when it is set). On KeyboardInterrupt the
-        parts stay on disk and the interrupt propagates."""
-        if self.config.shard is not None:
-            from downloader.sharding import Shard, in_shard
+        """Fetch every entry (of ``config.shard`` only, when it is set), with the digests of
+        ``config.checksum_files``. On KeyboardInterrupt the parts stay on disk and the interrupt
+        propagates."""
+        summary = self._backend(self._prepared(entries))
+        self._checked()
+        return summary
 
-            entries = in_shard(entries, Shard(*self.config.shard), self.config.layout)
-        return self._backend(entries)
+    def _prepared(self, entries: Iterable[Entry]) -> Iterable[Entry]:
+        """``entries`` with the digests of ``config.checksum_files``, then only those of
+        ``config.shard`` when it is set."""
+        if self._checksums is not None:  # before the shard: a name of another shard is matched, not unmatched
+            entries = self._checksums.apply(entries, self.config.layout)
+        if self.config.shard is None:
+            return entries
+        from downloader.sharding import Shard, in_shard
+
+        return in_shard(entries, Shard(*self.config.shard), self.config.layout)
+
+    def _checked(self) -> None:
+        """Log what the checksum files matched (the names no URL matched, with -v)."""
+        if self._checksums is not None:
+            self._checksums.log_outcome()
 
     def summary(self) -> Summary:
         """Counts so far; jobs still in flight count as interrupted once the run was stopped."""
@@ -90,6 +113,133 @@ class Run:
         """Peak resident memory in bytes of this process (``parent``) and of each engine process
         or cluster worker of the run (``workers``)."""
         return self._backend.peak_rss()
+
+
+def _checksum_table(config: Config) -> ChecksumTable | None:
+    """The digests of ``config.checksum_files``, read before anything else of a run starts.
+
+    Raises:
+        ChecksumFileError: a file cannot be read, or a line of it is not a digest.
+    """
+    if not config.checksum_files:
+        return None
+    from downloader.checksumfiles import ChecksumTable
+
+    return ChecksumTable.read(config.checksum_files)
+
+
+class AsyncRun:
+    """:class:`Run` for async code: ``summary = await AsyncRun(config)(entries)``.
+
+    The asyncio engine in this process (``engine="asyncio"``, ``processes=1``, no Dask)
+    runs on the caller's event loop: no thread of its own and no new loop, each transfer
+    a task beside the caller's tasks. What cannot run on that loop (the threads engine,
+    ``processes`` above one, Dask) runs in a worker thread that the awaiting task waits
+    for without blocking the loop. The results are the same either way.
+
+    Cancelling the awaiting task stops the run as Ctrl-C stops the command: no new
+    transfer starts, every part and its state stay on disk, the transfers in flight are
+    recorded in the manifest as pending, and a later run resumes them. The
+    CancelledError propagates once the run has stopped: every transfer of the asyncio
+    engine, a write in flight finished first; the worker thread of the others (whose
+    own workers, as after Ctrl-C, end at their next chunk, possibly just after).
+
+    One instance runs once; two runs may share a loop, each with its own destination.
+    The arguments are :class:`Run`'s.
+
+    .. versionadded:: 0.4
+    """
+
+    def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
+                 stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None) -> None:
+        self._run = Run(config, on_result=on_result, stream=stream, list_failures=list_failures, dask=dask)
+        self.config = config
+
+    async def __call__(self, entries: Iterable[Entry]) -> Summary:
+        """Fetch every entry (of ``config.shard`` only, when it is set), as :meth:`Run.__call__`.
+
+        Raises:
+            asyncio.CancelledError: the awaiting task was cancelled; the parts stay on disk.
+        """
+        entries = self._run._prepared(entries)
+        backend = self._run._backend
+        if isinstance(backend, LocalRun) and self.config.engine == "asyncio":
+            summary = await backend.run_async(entries)
+        else:
+            summary = await _in_a_worker(lambda: backend(entries), interrupt=True)
+        self._run._checked()
+        return summary
+
+    def summary(self) -> Summary:
+        """Counts so far; jobs still in flight count as interrupted once the run was stopped."""
+        return self._run.summary()
+
+    def failures(self) -> Iterator[str]:
+        """Each failure as ``URL: reason``."""
+        return self._run.failures()
+
+    def peak_rss(self) -> dict[str, object]:
+        """As :meth:`Run.peak_rss`."""
+        return self._run.peak_rss()
+
+
+async def _in_a_worker(work: Callable[[], _T], *, interrupt: bool) -> _T:
+    """Run ``work`` in a thread of its own and await it without blocking the loop.
+
+    A cancellation of the awaiting task does not abandon the thread: with ``interrupt``
+    it raises KeyboardInterrupt in the thread while ``work`` runs (which stops as a run
+    stops on Ctrl-C, parts kept), and either way the task waits for the thread to end
+    before the CancelledError goes on, so nothing of the run still works once it has.
+    """
+    import asyncio
+    import concurrent.futures
+
+    done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+    lock = threading.Lock()
+    running = [True]
+
+    def body() -> None:
+        try:
+            try:
+                outcome = work()
+            finally:
+                with lock:  # no interrupt is sent after this; one sent and not raised yet is dropped
+                    running[0] = False
+                    _interrupt(threading.current_thread(), cancel=True)
+        except BaseException as error:  # handed to the awaiting task
+            done.set_exception(error)
+        else:
+            done.set_result(outcome)
+
+    worker = threading.Thread(target=body, name="downloader-run")
+    worker.start()
+    waiting = asyncio.wrap_future(done)
+    cancelled: asyncio.CancelledError | None = None
+    while not waiting.done():
+        try:
+            await asyncio.wait([waiting])  # wait() never cancels what it waits for
+        except asyncio.CancelledError as error:
+            if interrupt and cancelled is None:
+                with lock:
+                    if running[0]:
+                        _interrupt(worker)
+            cancelled = error
+    worker.join()  # it has only to return: the outcome is set last
+    if cancelled is not None:
+        if not waiting.cancelled():
+            waiting.exception()  # seen: the KeyboardInterrupt that stopped it gives way to the cancellation
+        raise cancelled
+    return waiting.result()
+
+
+def _interrupt(thread: threading.Thread, *, cancel: bool = False) -> None:
+    """Raise KeyboardInterrupt in ``thread`` at its next Python instruction, as Ctrl-C does
+    in the main thread (the runs wait in short turns, so that it lands soon); ``cancel``:
+    drop one sent and not raised yet."""
+    import ctypes
+
+    exception = None if cancel else ctypes.py_object(KeyboardInterrupt)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), exception)
 
 
 def _loop_running() -> bool:
@@ -128,9 +278,7 @@ def _in_a_thread(engine: Callable[..., None], *arguments: object) -> None:
     try:
         ended.wait()
     except BaseException:
-        import ctypes
-
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident or 0), ctypes.py_object(KeyboardInterrupt))
+        _interrupt(worker)
         while not ended.wait(0.1):
             pass
         raise
@@ -173,9 +321,31 @@ class LocalRun:
             self.dispatcher.record_in_flight()
             raise
         finally:
-            self.progress.close()
-            self._close_manifest()
+            self._end()
         return self.summary()
+
+    async def run_async(self, entries: Iterable[Entry]) -> Summary:
+        """:meth:`__call__` with the asyncio engine on the running event loop (:class:`AsyncRun`).
+
+        Cancelled, it stops as a run stops on Ctrl-C: parts kept, the transfers in flight
+        recorded as pending. The end of the run (the bar's last draw, the manifest's last
+        writes) happens in a thread, so that the loop goes on meanwhile.
+        """
+        from downloader.engines import aio
+
+        try:
+            await aio.run_async(iter(entries), self.config, self.progress, self.dispatcher)
+        except BaseException:
+            self._interrupted = True
+            self.dispatcher.record_in_flight()
+            raise
+        finally:
+            await _in_a_worker(self._end, interrupt=False)
+        return self.summary()
+
+    def _end(self) -> None:
+        self.progress.close()
+        self._close_manifest()
 
     def _close_manifest(self) -> None:
         if self.manifest is None:
@@ -196,7 +366,7 @@ class LocalRun:
 
 
 def download(
-    urls: Iterable[str | Job],
+    urls: Iterable[str | Entry],
     *,
     dest: str | Path = ".",
     engine: EngineName = "asyncio",
@@ -211,8 +381,12 @@ def download(
 ) -> list[Result]:
     """Download ``urls`` (strings or :class:`Job` objects) and return one result per job, in completion order.
 
+    Called from inside a running event loop (a notebook), it works as anywhere else, the
+    loop waiting meanwhile; :func:`download_async` lets the loop go on.
+
     Args:
-        urls: URLs, or jobs carrying ``out``, ``sha256`` and ``size``.
+        urls: URLs, or jobs carrying ``out``, ``sha256`` and ``size`` (the entries of
+            :func:`downloader.read_table` too: its invalid rows end as failed results).
         dest: directory to write into, created if missing.
         engine: ``"asyncio"`` (aiohttp) or ``"threads"`` (requests).
         concurrency: simultaneous transfers.
@@ -232,13 +406,50 @@ def download(
     if config is None:
         config = Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
                         timeout=timeout, progress=progress, processes=processes, shard=shard)
-    results: list[Result] = []
-    lock = threading.Lock()
-
-    def collect(result: Result) -> None:
-        with lock:
-            results.append(result)
-
+    results = _Results()
     total = ListCount(known=len(urls)) if isinstance(urls, Sized) else None  # the bar's files total
-    Run(dataclasses.replace(config), on_result=collect, dask=dask, total=total)(read_urls(urls))
-    return results
+    Run(dataclasses.replace(config), on_result=results.add, dask=dask, total=total)(read_urls(urls))
+    return results.items
+
+
+async def download_async(
+    urls: Iterable[str | Job],
+    *,
+    dest: str | Path = ".",
+    engine: EngineName = "asyncio",
+    concurrency: int = 16,
+    retries: int = 5,
+    timeout: float = 30.0,
+    progress: bool = False,
+    processes: int | None = 1,
+    shard: tuple[int, int] | None = None,
+    dask: object | None = None,
+    config: Config | None = None,
+) -> list[Result]:
+    """:func:`download` for async code: ``results = await download_async(urls, dest="data")``.
+
+    The same arguments and results. The asyncio engine runs on the caller's event loop,
+    which goes on running its other tasks; the threads engine, ``processes`` above one
+    and Dask run in a worker thread (see :class:`AsyncRun`). Cancelling the awaiting
+    task stops the run and keeps every part on disk for the next run to resume.
+
+    .. versionadded:: 0.4
+    """
+    if config is None:
+        config = Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
+                        timeout=timeout, progress=progress, processes=processes, shard=shard)
+    results = _Results()
+    await AsyncRun(dataclasses.replace(config), on_result=results.add, dask=dask)(read_urls(urls))
+    return results.items
+
+
+class _Results:
+    """The results of a run as they arrive, from any thread."""
+
+    def __init__(self) -> None:
+        self.items: list[Result] = []
+        self._lock = threading.Lock()
+
+    def add(self, result: Result) -> None:
+        with self._lock:
+            self.items.append(result)

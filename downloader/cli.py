@@ -27,13 +27,14 @@ from downloader.amounts import parse_amount
 from downloader.api import Run
 from downloader.config import Config, __version__, default_processes
 from downloader.cookies import CookiesFileError, read_file
-from downloader.errors import ClusterError, ManifestError
+from downloader.errors import ChecksumFileError, ClusterError, ListFormatError, ManifestError
 from downloader.failures import Failures
 from downloader.jobs import Result
 from downloader.manifest import default_path, status_report
 from downloader.progress import FileTotal, Summary
 from downloader.report import FailedList, JsonReport
-from downloader.sources import Entry, read_list, read_urls
+from downloader.sources import Entry, read_urls
+from downloader.tables import FORMATS, Table, read_table
 
 __all__ = ["main"]
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed-time", type=_seconds, default=60.0, metavar="SECONDS",
                         help="how long a transfer may stay under --speed-limit (default 60)")
     parser.add_argument("--no-resume", action="store_true", help="restart every .part left by an earlier run")
+    _add_list_options(parser)
     _add_scale_options(parser)
     _add_mirroring_options(parser)
     _add_request_options(parser)
@@ -83,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_list_options(parser: argparse.ArgumentParser) -> None:
+    lists = parser.add_argument_group("list formats")
+    lists.add_argument("--input-format", choices=FORMATS, default="auto",
+                       help="how every -i FILE is read: our URL list, or a table of CSV, TSV, JSON Lines or Parquet "
+                            "rows; auto (default): by the name (.csv, .tsv/.tab, .jsonl/.ndjson/.json, .parquet/.pq, "
+                            "each also .gz but Parquet), list otherwise and for '-'")
+    lists.add_argument("--url-column", default="url", metavar="NAME", help="the column (or JSON key) of the URLs (default url)")
+    lists.add_argument("--out-column", metavar="NAME", help="the column of the output paths, relative to DIR")
+    lists.add_argument("--checksum-column", metavar="NAME",
+                       help="the column of the checksums: ALG:HEX, or hex of the column's algorithm when it is named "
+                            "md5, sha1, sha256, sha512 or blake2b, else of md5/sha1/sha256/sha512 by its length")
+    lists.add_argument("--size-column", metavar="NAME", help="the column of the expected sizes in bytes")
+
+
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar; errors and the summary only")
     parser.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
@@ -95,6 +111,10 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_checksum_options(parser: argparse.ArgumentParser) -> None:
     sums = parser.add_argument_group("checksums")
+    sums.add_argument("--checksums", action="append", default=[], metavar="FILE",
+                      help="verify each URL against the digest FILE gives its output name: md5sum, sha1sum, "
+                           "sha256sum, sha512sum or b2sum output, BSD --tag lines, MD5SUMS, SHA256SUMS, X.sha256; "
+                           "may be repeated; a checksum in the list line wins; -v lists the names no URL matched")
     sums.add_argument("--no-server-digest", action="store_true",
                       help="do not check bodies against the digest their server states (Repr-Digest, Digest, "
                            "Content-MD5, x-goog-hash) nor ask for one (Want-Repr-Digest)")
@@ -175,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not args.urls and not args.input_file:
                 raise UsageError("no URLs: give URLs as arguments or a list with -i FILE")
-            lists = [_open_list(name, files) for name in args.input_file]
+            lists = _open_lists(args, files)
             config = _config(args)
             dask = _dask(args.dask, verbose=args.verbose)
             outputs = _Outputs(_open(args.report, "report", JsonReport, files),
@@ -244,8 +264,15 @@ def status_main(argv: list[str]) -> int:
 def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     """Print one line per entry and a total; exit 1 when some entry would fail."""
     from downloader import dryrun
+    from downloader.checksumfiles import ChecksumTable
     from downloader.sharding import Shard, in_shard
 
+    try:
+        checksums = ChecksumTable.read(config.checksum_files)
+    except ChecksumFileError as error:
+        print(f"downloader: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    entries = checksums.apply(entries, config.layout)
     if config.shard is not None:
         entries = in_shard(entries, Shard(*config.shard), config.layout)
 
@@ -259,6 +286,8 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     except ManifestError as error:  # raised before the first line is planned
         print(f"downloader: error: {error} (--no-manifest plans without it)", file=sys.stderr)
         return EXIT_USAGE
+    if config.checksum_files:
+        checksums.log_outcome()
     total = f"{known} bytes announced by size=" + (f", {unknown} of unknown size" if unknown else "")
     print(", ".join(f"{action} {count}" for action, count in counts.items()) + f"; {total}")
     return EXIT_FAILED if counts["fail"] else EXIT_OK
@@ -271,7 +300,7 @@ def _run(config: Config, entries: Iterator[Entry], outputs: _Outputs, dask: str 
     except ManifestError as error:
         print(f"downloader: error: {error} (--no-manifest runs without it)", file=sys.stderr)
         return EXIT_USAGE
-    except ClusterError as error:
+    except (ClusterError, ChecksumFileError) as error:
         print(f"downloader: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     _terminate_like_ctrl_c()
@@ -375,6 +404,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "layout": args.layout,
         "content_disposition": args.content_disposition,
         "server_digest": not args.no_server_digest,
+        "checksum_files": tuple(Path(name) for name in args.checksums),
         "sync": args.sync,
         "per_host": args.per_host,
         "split": args.split,
@@ -463,16 +493,31 @@ def _netrc(name: str | None) -> tuple[tuple[str, str, str], ...]:
     return tuple((host, login or "", password or "") for host, (login, _, password) in parsed.hosts.items())
 
 
-def _entries(urls: list[str], lists: list[tuple[IO[bytes], str]]) -> Iterator[Entry]:
-    sources = [read_urls(urls)] + [read_list(stream, name) for stream, name in lists]
-    return itertools.chain.from_iterable(sources)
+def _entries(urls: list[str], lists: list[Table]) -> Iterator[Entry]:
+    return itertools.chain(read_urls(urls), *lists)
 
 
-def _open_list(name: str, files: contextlib.ExitStack) -> tuple[IO[bytes], str]:
-    if name == "-":
-        return sys.stdin.buffer, "<stdin>"
+def _open_lists(args: argparse.Namespace, files: contextlib.ExitStack) -> list[Table]:
+    """Every -i list, opened in its format (a table's header read: a missing column is a usage error)."""
+    lists = [_open_list(name, args, files) for name in args.input_file]
+    named = [f"--{role}-column" for role in ("out", "checksum", "size") if getattr(args, f"{role}_column") is not None]
+    if args.url_column != "url":
+        named.insert(0, "--url-column")
+    if named and not any(table.format != "list" for table in lists):
+        raise UsageError(f"{', '.join(named)} apply to tabular lists (CSV, TSV, JSON Lines, Parquet), and no -i file "
+                         "is read as one: name them .csv, .tsv, .jsonl or .parquet, or give --input-format")
+    return lists
+
+
+def _open_list(name: str, args: argparse.Namespace, files: contextlib.ExitStack) -> Table:
+    source: str | IO[bytes] = sys.stdin.buffer if name == "-" else name
     try:
-        return files.enter_context(open(name, "rb")), name
+        return files.enter_context(read_table(
+            source, format=args.input_format, url_column=args.url_column, out_column=args.out_column,
+            checksum_column=args.checksum_column, size_column=args.size_column,
+            name="<stdin>" if name == "-" else name))
+    except ListFormatError as exc:
+        raise UsageError(str(exc)) from exc
     except OSError as exc:
         raise UsageError(f"cannot read list {name}: {exc.strerror or exc}") from exc
 

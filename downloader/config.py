@@ -90,6 +90,11 @@ class Config:
     server_digest: bool = True
     """Check a body against a digest its server states (Repr-Digest, Digest, Content-MD5,
     x-goog-hash), and ask for one (Want-Repr-Digest) when the list gives no checksum."""
+    checksum_files: tuple[Path, ...] = ()
+    """Checksum files (``md5sum``/``sha256sum``/``b2sum`` output, BSD ``--tag`` lines, an archive's
+    SHA256SUMS; :mod:`downloader.checksumfiles`): each digest goes to the job whose output name it
+    names, unless the job has a checksum of its own. Read when a run starts, by the process
+    that reads the list; a bad line raises :class:`~downloader.errors.ChecksumFileError`."""
     per_host: int | None = None
     """Simultaneous connections to one host (host:port). None means half of ``concurrency``
     (at least 1 and at least ``split``) while other hosts have connections, and all of the
@@ -134,6 +139,9 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dest", Path(self.dest))
+        if isinstance(self.checksum_files, (str, os.PathLike)):
+            object.__setattr__(self, "checksum_files", (self.checksum_files,))
+        object.__setattr__(self, "checksum_files", tuple(Path(p) for p in self.checksum_files))
         for name in ("load_cookies", "save_cookies"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))

@@ -5,8 +5,9 @@
 * ``Digest`` (RFC 3230): ``SHA-256=BASE64, MD5=BASE64``, of the whole instance: the same.
 * ``x-goog-hash`` (Google Cloud Storage): ``crc32c=BASE64, md5=BASE64`` (often two header
   lines), of the whole object. Composite objects carry no md5; crc32c is not in hashlib.
-* ``Content-MD5`` (RFC 1864): of the body of this message only, so it says nothing of a
-  whole file after a 206.
+* ``Content-Digest`` (RFC 9530) and ``Content-MD5`` (RFC 1864): of the body of this
+  message only, so they say nothing of a whole file after a 206 (bodies are asked for
+  and stored without content coding: on a 200 the message body is the file).
 
 An ``ETag`` is never read as a digest: S3's multipart ETags look like MD5s and are not.
 Values that cannot be decoded, or of algorithms hashlib does not have, are ignored; a
@@ -53,10 +54,13 @@ def server_digest(headers: Mapping[str, str], *, whole_body: bool) -> ServerDige
         if value:
             for algorithm, hexdigest in _members(value, quoted):
                 found.setdefault(algorithm, ServerDigest(algorithm, hexdigest, header))
-    if whole_body and "md5" not in found:
+    if whole_body:
+        value = _joined(headers, "Content-Digest")
+        for algorithm, hexdigest in _members(value, True) if value else ():
+            found.setdefault(algorithm, ServerDigest(algorithm, hexdigest, "Content-Digest"))
         md5 = _hex_of(headers.get("Content-MD5", "").strip(), "md5")
         if md5:
-            found["md5"] = ServerDigest("md5", md5, "Content-MD5")
+            found.setdefault("md5", ServerDigest("md5", md5, "Content-MD5"))
     best = strongest(found)
     return found[best] if best else None
 

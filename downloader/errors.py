@@ -20,7 +20,10 @@
     │   └── RetriesExhausted            .attempts; raised ``from`` the last TransferError
     ├── ManifestError                   the manifest cannot be used: .path, .reason
     ├── CookiesFileError                a --load-cookies file that is not one (names the file and line; also ValueError)
-    └── ClusterError                    the Dask cluster cannot be used: bad address, no scheduler, no worker
+    ├── ChecksumFileError               a --checksums file that cannot be read, or a bad line of it (FILE:LINE; also ValueError)
+    ├── ClusterError                    the Dask cluster cannot be used: bad address, no scheduler, no worker
+    └── ListFormatError                 a list file unreadable in its format: no URL column, Parquet without pyarrow
+                                        (also ValueError)
 
 A :class:`DownloadError` ends one URL as a failed result; a run goes on. A
 :class:`ManifestError` when the run starts, or a :class:`ClusterError`, stops it
@@ -40,6 +43,7 @@ import os
 
 __all__ = [
     "BodyIncomplete",
+    "ChecksumFileError",
     "ClusterError",
     "CookiesFileError",
     "ConnectError",
@@ -48,6 +52,7 @@ __all__ = [
     "HTTPStatusError",
     "IntegrityError",
     "InvalidJob",
+    "ListFormatError",
     "LocalIOError",
     "MalformedResponse",
     "ManifestError",
@@ -180,5 +185,17 @@ class CookiesFileError(DownloaderError, ValueError):
     the file (and the line). Raised when a run starts, before any transfer."""
 
 
+class ChecksumFileError(DownloaderError, ValueError):
+    """A checksum file (``--checksums``) that cannot be read, or a line of it that is not a digest:
+    the message names the file and the line (``FILE:LINE``). Raised when a run starts, before
+    any transfer."""
+
+
 class ClusterError(DownloaderError):
     """The cluster cannot be used: a bad address, no scheduler there, or no worker."""
+
+
+class ListFormatError(DownloaderError, ValueError):
+    """A list file that cannot be read in its format at all: a table without the URL column
+    (the message names the columns found), an unknown format, Parquet without pyarrow.
+    Raised when the list is opened, before any row is read; a bad row is an :class:`InvalidJob`."""

@@ -25,7 +25,7 @@ from typing import IO
 from downloader.jobs import Job, Result, Status
 from downloader.progress import Summary
 
-__all__ = ["FailedList", "JsonReport", "list_line"]
+__all__ = ["FailedList", "JsonReport", "list_line", "quoted"]
 
 
 class JsonReport:
@@ -69,13 +69,21 @@ class FailedList:
 
 
 def list_line(job: Job) -> str:
-    """``job`` as one line of a URL list."""
+    """``job`` as one line of a URL list; an ``out=`` with white space in it is quoted."""
     fields = [job.url]
     if job.out is not None:
-        fields.append(f"out={job.out}")
+        fields.append(f"out={quoted(job.out)}")
     if job.checksum is not None:
         algorithm, _, hexdigest = job.checksum.partition(":")
         fields.append(f"{algorithm}={hexdigest}")
     if job.size is not None:
         fields.append(f"size={job.size}")
     return "   ".join(fields)
+
+
+def quoted(value: str) -> str:
+    """``value`` as a list line writes it: as it is, or in double quotes when white space would
+    cut it or it starts with a quote (see :mod:`downloader.sources`)."""
+    if value.split() == [value] and not value.startswith('"'):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

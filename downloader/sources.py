@@ -9,7 +9,9 @@ Format (one job per line)::
     https://example.org/data/d.bin   checksum=blake2b:786a02f7...
 
 A checksum is ``md5=``, ``sha1=``, ``sha256=``, ``sha512=``, ``blake2b=`` or
-``checksum=ALG:HEX``: one per line.
+``checksum=ALG:HEX``: one per line. A value with white space in it is written in double
+quotes, ``out="raw/my file.bin"`` (``\\"`` and ``\\\\`` inside stand for ``"`` and ``\\``): a value
+that starts with ``"`` is always read so.
 
 A malformed line is yielded as an :class:`InvalidJob` naming the file and the line
 number, so the caller can count it as failed and go on with the next line.
@@ -44,6 +46,9 @@ _KEYS = ("out", "size", "checksum", *checksums.ALGORITHMS)
 # ASCII. Whatever does not match takes the full check, which alone words the problems.
 _PLAIN_URL = re.compile(r"(?i:https?)://[A-Za-z0-9._~-]+(?::([0-9]{1,5}))?(?:[/?#][\x21-\x7e]*)?")
 _WHITE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+# A field after the URL: key="quoted value" (ending at white space or the end), else a plain word.
+_FIELD = re.compile(r'([^\s="]+=)"((?:[^"\\]|\\.)*)"(?!\S)|\S+')
+_ESCAPED = re.compile(r"\\(.)")
 
 
 def validate_url(url: str) -> str | None:
@@ -85,6 +90,11 @@ def parse_line(text: str, origin: str) -> Entry | None:
         return InvalidJob(url, f"{origin}: {problem}", origin)
     if len(words) == 1:
         return Job(url, origin=origin)  # most lines: the URL alone
+    if '"' in text:
+        try:
+            words = _quoted_words(text)
+        except ValueError as error:
+            return InvalidJob(url, f"{origin}: {error}", origin)
     values: dict[str, str] = {}
     for field in words[1:]:
         key, sep, value = field.partition("=")
@@ -103,6 +113,24 @@ def parse_line(text: str, origin: str) -> Entry | None:
         size=int(values["size"]) if "size" in values else None,
         origin=origin,
     )
+
+
+def _quoted_words(text: str) -> list[str]:
+    """The words of a line whose values may be quoted: ``out="a b"`` is one word, the value ``a b``.
+
+    Raises:
+        ValueError: a value opens a quote that does not close before white space or the end.
+    """
+    url, rest = text.split(None, 1)
+    words = [url]
+    for match in _FIELD.finditer(rest):
+        if match[1] is not None:
+            words.append(match[1] + _ESCAPED.sub(r"\1", match[2]))
+        elif match[0].partition("=")[2].startswith('"'):
+            raise ValueError(f"unterminated quoted value in {match[0]!r} (write key=\"a b\", with \\\" for a quote)")
+        else:
+            words.append(match[0])
+    return words
 
 
 def _field_problem(key: str, sep: str, value: str, seen: dict[str, str]) -> str | None:
@@ -174,9 +202,13 @@ def _skip_rest_of_line(stream: IO[bytes]) -> None:
         pass
 
 
-def read_urls(urls: Iterable[str | Job]) -> Iterator[Entry]:
-    """Turn URLs or jobs given directly (arguments, the library API) into entries."""
+def read_urls(urls: Iterable[str | Entry]) -> Iterator[Entry]:
+    """Turn URLs or jobs given directly (arguments, the library API) into entries; an
+    :class:`InvalidJob` (a bad row of a table) is passed on as it is."""
     for number, item in enumerate(urls, start=1):
+        if isinstance(item, InvalidJob):
+            yield item
+            continue
         if isinstance(item, Job):
             problem = _job_problem(item)
             yield InvalidJob(item.url, problem, item.origin) if problem else replace(item, checksum=item.checksum and item.checksum.lower())

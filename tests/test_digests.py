@@ -59,6 +59,7 @@ def test_each_list_algorithm_is_checked_and_recorded(server: Server, config: Con
     ("Digest", "sha256", "SHA-256={}"),
     ("Digest", "md5", "MD5={}"),
     ("Content-MD5", "md5", "{}"),
+    ("Content-Digest", "sha256", "sha-256=:{}:"),
     ("x-goog-hash", "md5", "md5={}"),
 ])
 @pytest.mark.parametrize("right", [True, False], ids=["right", "wrong"])
@@ -152,6 +153,7 @@ def test_server_digest_parsing_ignores_what_it_cannot_read() -> None:
     assert server_digest({"Repr-Digest": f"sha-256={good}"}, whole_body=True) is None  # not a byte sequence
     assert server_digest({"Digest": "SHA-256=@@@"}, whole_body=True) is None
     assert server_digest({"Content-MD5": digest("md5", b"x")}, whole_body=False) is None
+    assert server_digest({"Content-Digest": f"sha-256=:{good}:"}, whole_body=False) is None
     assert server_digest({"Content-MD5": hashlib.md5(b"x").hexdigest()}, whole_body=True) == (
         "md5", hashlib.md5(b"x").hexdigest(), "Content-MD5")
     assert server_digest({"ETag": '"' + hashlib.md5(b"x").hexdigest() + '"'}, whole_body=True) is None

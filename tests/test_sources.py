@@ -9,9 +9,11 @@ import pytest
 
 from downloader.errors import InvalidJob
 from downloader.jobs import Job
+from downloader.report import list_line
 from downloader.sources import parse_line, read_list, read_urls, validate_url
 
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+SHA1_EMPTY = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 NAME = "urls.txt"
 
 
@@ -360,3 +362,22 @@ def test_overlong_line_is_an_error_and_the_next_line_still_reads():
 
     assert ["http://h/a", None, "http://h/c"] == [e.url if isinstance(e, Job) else None for e in entries]
     assert "big.txt:2: line longer than" in str(entries[1])
+
+
+# --- the list format: values with white space -----------------------------------------------------
+
+@pytest.mark.parametrize("out", ["my file.bin", "dir with space/a b\tc.bin", 'quote" and space.bin', '"leading.bin',
+                                 "no-space.bin", "ideographic\u3000space.bin", "back\\slash here"])
+def test_a_failed_list_line_gives_back_the_job(out: str) -> None:
+    """list_line quotes a value white space would cut (or that starts with a quote); parse_line reads it back."""
+    job = Job("http://example.test/a", out=out, checksum="sha1:" + SHA1_EMPTY, size=3, origin="l:1")
+
+    assert job == parse_line(list_line(job), "l:1")
+
+
+def test_quoted_values_in_list_lines() -> None:
+    """out="a b" is one value; an unterminated quote is an error; a quote inside a plain value is kept."""
+    assert Job("http://h/a", out="a b.bin", size=2, origin="l:1") == parse_line('http://h/a out="a b.bin" size=2', "l:1")
+    assert Job("http://h/a", out='x"y', origin="l:1") == parse_line('http://h/a out=x"y', "l:1")
+    bad = parse_line('http://h/a out="a b.bin size=2', "l:1")
+    assert isinstance(bad, InvalidJob) and "unterminated quoted value" in str(bad)

@@ -1,4 +1,4 @@
-"""The asyncio engine: aiohttp, every transfer a task on one event loop, writes in threads."""
+"""The asyncio engine: aiohttp, every transfer a task on one event loop, file I/O through aiofiles."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import itertools
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from downloader.config import Config
 from downloader.cookies import CookieStore, run_cookies
 from downloader.core import Request, Validators, proxy_for
 from downloader.engines import offloop
+from downloader.engines.aiopart import AsyncPart, save_segments, uncancelled, write_segment
 from downloader.dispatch import Admission, Dispatcher, Verdict, failed_result
 from downloader.errors import (BodyIncomplete, ConnectError, DownloadError, HTTPStatusError, InvalidJob, MalformedResponse,
                                StallTimeout, TransferError)
@@ -29,9 +30,9 @@ from downloader.politeness import AsyncPoliteness, host_key, note_response, sett
 from downloader.progress import Events
 from downloader.retry import RetryState
 from downloader.sources import Entry
-from downloader.storage import Part, Segments, conclude, local_error, write_all
+from downloader.storage import Part, Segments, local_error
 
-__all__ = ["run"]
+__all__ = ["run", "run_async"]
 
 log = logging.getLogger(__name__)
 _READ_BATCH = 256  # list entries read, and looked up in the manifest, at a time
@@ -42,8 +43,8 @@ _SCREEN_BATCHES = 16  # most batches screened per hop to the reader thread: a Ct
 
 
 def run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
-    """Fetch every entry with up to ``config.concurrency`` transfers on one event loop."""
-    asyncio.run(_run(entries, config, events, dispatcher))
+    """Fetch every entry with up to ``config.concurrency`` transfers on an event loop of its own."""
+    asyncio.run(run_async(entries, config, events, dispatcher))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,13 @@ class _Context:
     """The run's jar, the same as the threads engine's (aiohttp's own refuses IP-address hosts)."""
 
 
-async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
+async def run_async(entries: Iterator[Entry], config: Config, events: Events, dispatcher: Dispatcher) -> None:
+    """Fetch every entry with up to ``config.concurrency`` transfers on the running event loop.
+
+    Cancelled, it returns (raising the CancelledError) once every transfer has stopped,
+    each leaving its part on disk, and once the list's reader thread has ended: nothing
+    of the run is left working on the loop or in a thread.
+    """
     # Up to four admitted jobs per connection: a job waiting for its host's slot or for
     # a retry costs a task, not a connection (the connector holds those to -j), so a
     # paused host does not idle the others. A parked duplicate keeps its own slot.
@@ -67,17 +74,18 @@ async def _run(entries: Iterator[Entry], config: Config, events: Events, dispatc
     with run_cookies(config) as cookies:
         async with _session(config) as session, asyncio.TaskGroup() as tasks:
             context = _Context(session, config, events, politeness, cookies)
-            async for jobs in _screened(entries, dispatcher):
-                for job in jobs:
-                    await slots.acquire()
-                    admission = dispatcher.place(job)
-                    if admission.verdict is Verdict.SETTLED:
-                        slots.release()
-                    elif admission.verdict is Verdict.START:
-                        tasks.create_task(_run_one(context, admission, dispatcher, slots))
+            async with contextlib.aclosing(_screened(entries, dispatcher)) as screened:
+                async for jobs in screened:
+                    for job in jobs:
+                        await slots.acquire()
+                        admission = dispatcher.place(job)
+                        if admission.verdict is Verdict.SETTLED:
+                            slots.release()
+                        elif admission.verdict is Verdict.START:
+                            tasks.create_task(_run_one(context, admission, dispatcher, slots))
 
 
-async def _screened(entries: Iterator[Entry], dispatcher: Dispatcher) -> AsyncIterator[list[Job]]:
+async def _screened(entries: Iterator[Entry], dispatcher: Dispatcher) -> AsyncGenerator[list[Job], None]:
     """The jobs to place, read and screened in a thread, one call ahead of the loop.
 
     In the thread: a slow stdin never blocks the transfers, and the lines that take no
@@ -100,16 +108,20 @@ async def _screened(entries: Iterator[Entry], dispatcher: Dispatcher) -> AsyncIt
                 break
         return jobs, True
 
-    following = asyncio.ensure_future(asyncio.to_thread(screen))
+    loop = asyncio.get_running_loop()
+    following = loop.run_in_executor(None, screen)
     try:
         more = True
         while more:
             jobs, more = await following
             if more:
-                following = asyncio.ensure_future(asyncio.to_thread(screen))
+                following = loop.run_in_executor(None, screen)
             yield jobs
     finally:
-        following.cancel()
+        # Not cancelled: the thread would go on screening, into the dispatcher of a run
+        # that has ended (and an asyncio.run no longer waits for it on a caller's loop).
+        with contextlib.suppress(Exception):  # an error of its own is on its way up already
+            await uncancelled(following)
 
 
 @contextlib.asynccontextmanager
@@ -170,32 +182,28 @@ async def fetch(context: _Context, job: Job, path: Path, *, current: Validators 
 
 async def _attempt(context: _Context, job: Job, path: Path, current: Validators | None) -> Result:
     attempt = Attempt(job, context.config, current=current, cookies=context.cookies)
-    part = Part(path, job, context.config.dest)
+    part = AsyncPart(Part(path, job, context.config.dest))
     try:
-        # Opening the part and storing a small body are a handful of metadata calls: on a
-        # local disk they cost less than the two thread hops they would take (measured:
-        # 2,000 files of 16 KiB in 1.1-1.3 s instead of 1.5-2.1 s). Large bodies' writes,
-        # which take real time, go through threads (see _Writer).
+        # Opened on the loop (a few metadata calls, cheaper than a hop to a thread); a
+        # streamed body's writes and end go through aiofiles (engines/aiopart.py).
         step: Send | Split | Finish = attempt.begin(*part.open())
         while not isinstance(step, Finish):
             if isinstance(step, Split):
                 step = await _split(context, attempt, part, step)
             else:
                 step = await _exchange(context, attempt, part, step)
-        if step.rehash:
-            return await asyncio.to_thread(conclude, attempt, part, step)
-        return conclude(attempt, part, step)
+        return await part.conclude(attempt, step)
     finally:
         part.close(discard=attempt.spoiled)
 
 
-async def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send) -> Send | Split | Finish:
+async def _exchange(context: _Context, attempt: Attempt, part: AsyncPart, send: Send) -> Send | Split | Finish:
     """Send one request and do what its answer says; the step after it."""
     if send.discard:
-        part.discard()
+        await part.discard()
     request, segments, tasks = send.request, None, []
     try:
-        with _mapped_errors(attempt.job.url, part.part):
+        with _mapped_errors(attempt.job.url, part.name):
             async with context.politeness.host(host_key(request.url)) as slot, \
                     _get(context.session, request, context.config) as response:
                 note_response(slot, response.status, response.headers)
@@ -205,7 +213,7 @@ async def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send)
                     return attempt.ended()
                 if not isinstance(step, Split):
                     return step
-                segments = await asyncio.to_thread(part.start_split, step.state)
+                segments = await part.start_split(step.state)
                 tasks = _start_segments(context, attempt, segments, skip=0)
                 await _stream_segment(response, segments, 0, context)
     except BaseException:
@@ -219,20 +227,21 @@ async def _exchange(context: _Context, attempt: Attempt, part: Part, send: Send)
     return attempt.split_ended(await _settle(segments, tasks), segments.received)
 
 
-async def _split(context: _Context, attempt: Attempt, part: Part, step: Split) -> Send | Finish:
+async def _split(context: _Context, attempt: Attempt, part: AsyncPart, step: Split) -> Send | Finish:
     """Continue the segments a killed run left (all of them from their own requests)."""
-    segments = Segments(part, step.state)
+    segments = part.continue_split(step.state)
     return attempt.split_ended(await _settle(segments, _start_segments(context, attempt, segments, skip=None)),
                                segments.received)
 
 
-async def _write(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
+async def _write(response: aiohttp.ClientResponse, attempt: Attempt, part: AsyncPart, step: Write,
+                 context: _Context) -> None:
     """Put the body in the part as ``step`` says: a small one at once, else as it streams."""
     with _told_of_close(response):
-        if step.whole:
+        if step.whole:  # on the loop: one write of at most 64 KiB
             part.store(step, await _read_whole(response, attempt, step, context))
             return
-        await asyncio.to_thread(part.ready, step, attempt.hasher)
+        await part.ready(step, attempt.hasher)
         if step.total is not None:
             context.events.bytes_expected(step.total - step.offset)
         if not await _receive_off_loop(response, attempt, part, step, context):
@@ -280,34 +289,34 @@ async def _read_whole(response: aiohttp.ClientResponse, attempt: Attempt, step: 
     return b"".join(pieces)
 
 
-async def _receive_off_loop(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write,
+async def _receive_off_loop(response: aiohttp.ClientResponse, attempt: Attempt, part: AsyncPart, step: Write,
                             context: _Context) -> bool:
     """A large body read by a thread of its own, socket to part (engines/offloop.py): the
     event loop never touches its bytes (measured: 2-3x the speed of reading 4 x 512 MiB
     on the loop). False, having read nothing, when it cannot be (TLS, chunked, a rate limit)."""
     if step.total is None or step.total - step.offset < OFF_LOOP_MIN or context.politeness.bucket is not None:
         return False
-    assert part.fd is not None
+    fd = part.fd
+    assert fd is not None
 
     def counted(size: int) -> None:  # in the reading thread
         attempt.count(size)
         context.events.bytes_received(size)
 
     hasher = attempt.hasher
-    written = await offloop.receive_off_loop(response, part.fd, step.offset, step.total - step.offset,
+    written = await offloop.receive_off_loop(response, fd, step.offset, step.total - step.offset,
                                              timeout=context.config.timeout, on_count=counted,
                                              on_bytes=hasher.update if hasher is not None else None)
     return written is not None
 
 
-async def _receive(response: aiohttp.ClientResponse, attempt: Attempt, part: Part, step: Write, context: _Context) -> None:
-    assert part.fd is not None
-    # Each chunk is written in a thread while the next one is read (measured: half the
+async def _receive(response: aiohttp.ClientResponse, attempt: Attempt, part: AsyncPart, step: Write,
+                   context: _Context) -> None:
+    # Each chunk is written by aiofiles while the next one is read (measured: half the
     # wall time of awaiting each write, on 512 MiB from nginx), so at most two chunks
-    # are held. The thread writes through its own duplicate of the part's descriptor:
-    # if this task is cancelled mid-write, the part is closed only after the write ends,
-    # never while its descriptor number could be reused by another file.
-    writer = _Writer(part.fd, step.offset)
+    # are held. A cancelled transfer waits for the write in flight to end before its
+    # file and the part are closed.
+    writer = part.writer()
     try:
         # auto_decompress=False: the bytes stored are the bytes the server sent.
         async for chunk in response.content.iter_chunked(context.config.chunk_size):
@@ -324,52 +333,8 @@ async def _receive(response: aiohttp.ClientResponse, attempt: Attempt, part: Par
             context.events.bytes_received(len(rest))
         await writer.drain()
         raise
-    except BaseException:
-        await writer.settle()  # what was received reaches the part before the error goes up
-        raise
     finally:
-        writer.close()
-
-
-class _Writer:
-    """Writes a stream of chunks to a file in a thread, one write in flight at a time.
-
-    Waits are shielded: a cancelled task stops waiting, but the write it started runs
-    to its end, and only then is the descriptor closed.
-    """
-
-    def __init__(self, fd: int, position: int) -> None:
-        self._fd = os.dup(fd)  # shares the part's lock; closed only once no write is running
-        self._position = position
-        self._pending: asyncio.Future[None] | None = None
-
-    async def write(self, chunk: bytes) -> None:
-        """Wait for the previous write (raising its error), then start writing ``chunk``."""
-        await self.drain()
-        self._pending = asyncio.ensure_future(asyncio.to_thread(write_all, self._fd, chunk, self._position))
-        self._position += len(chunk)
-
-    async def drain(self) -> None:
-        """Wait for the write in flight; its OSError is raised here."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await asyncio.shield(pending)
-
-    async def settle(self) -> None:
-        """Wait for the write in flight, dropping its error (another one is on its way up)."""
-        pending = self._pending
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(pending)
-            self._pending = None
-
-    def close(self) -> None:
-        """Close the duplicate now, or when the write still running ends."""
-        fd, pending = self._fd, self._pending
-        if pending is None or pending.done():
-            os.close(fd)
-        else:
-            pending.add_done_callback(lambda _: os.close(fd))
+        await writer.aclose()  # what was received reaches the part before any error goes up
 
 
 def _start_segments(context: _Context, attempt: Attempt, segments: Segments, *,
@@ -395,7 +360,7 @@ async def _settle(segments: Segments, tasks: list[asyncio.Task[bool]]) -> bool:
     try:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        await asyncio.shield(asyncio.to_thread(segments.save))
+        await save_segments(segments)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -418,7 +383,7 @@ async def _segment(context: _Context, attempt: Attempt, segments: Segments, inde
 async def _stream_segment(response: aiohttp.ClientResponse, segments: Segments, index: int, context: _Context) -> None:
     with _told_of_close(response):
         async for chunk in response.content.iter_chunked(context.config.chunk_size):
-            taken = await asyncio.to_thread(segments.write, index, chunk)
+            taken = await write_segment(segments, index, chunk)
             context.events.bytes_received(taken)
             await context.politeness.spend(taken)
             if not segments.remaining(index):
