@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if args.dry_run:
             return _dry_run(config, _entries(args.urls, lists))
-        return _run(config, _entries(args.urls, lists), outputs, dask, _total(args))
+        return _run(config, _entries(args.urls, lists), outputs, dask, _total(args.urls, args.input_file, lists))
 
 
 @dataclasses.dataclass
@@ -325,18 +325,18 @@ def _finish(run: Run, summary: Summary, outputs: _Outputs) -> None:
     sys.stderr.flush()
 
 
-def _total(args: argparse.Namespace) -> FileTotal | None:
+def _total(urls: list[str], names: list[str], lists: list[Table]) -> FileTotal | None:
     """How many entries the run will see, for the progress: the URL arguments at once, and each
-    list file's lines counted in the background. Unknown with a list that can be read only once
-    (standard input, a pipe)."""
-    from downloader.listcount import Counter, ListCount, count_file
+    list file's entries counted in the background, as its format allows. Unknown with a list that
+    can be read only once (standard input, a pipe)."""
+    from downloader.listcount import Counter, ListCount, count_rows
 
     counters: list[Counter] = []
-    for name in args.input_file:
+    for name, table in zip(names, lists):
         if name == "-" or not _regular_file(name):
             return None
-        counters.append(functools.partial(count_file, name))
-    return ListCount(counters, known=len(args.urls))
+        counters.append(functools.partial(count_rows, name, table.format))
+    return ListCount(counters, known=len(urls))
 
 
 def _regular_file(name: str) -> bool:

@@ -7,6 +7,10 @@ counted a block at a time in C (``bytes.count``), less the blank and comment lin
 read in 1 MiB blocks and never held: of a line a block leaves unfinished, only
 its first byte that is not white space is kept for the next.
 
+A tabular list (:mod:`downloader.tables`) is counted by :func:`count_rows`: its lines
+less a CSV's header, or a Parquet file's row count from its footer; gzip lists are
+counted uncompressed.
+
 The count is an estimate of what the run will see: an invalid line counts (it ends
 as a failure, which is a file done too); white space that only ``str.split`` knows
 (NBSP, U+2003...) does not make a line blank here. :class:`downloader.progress.Progress`
@@ -28,9 +32,9 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Protocol
+from typing import Protocol
 
-__all__ = ["BLOCK_SIZE", "PAUSE", "Counter", "ListCount", "count_entries", "count_file"]
+__all__ = ["BLOCK_SIZE", "PAUSE", "ByteStream", "Counter", "ListCount", "count_entries", "count_file", "count_rows", "open_list"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ BLOCK_SIZE = 1 << 20
 PAUSE = 0.001
 """Seconds a background count sleeps after each block: the run's threads take the GIL meanwhile."""
 
+_GZIP_MAGIC = b"\x1f\x8b"
 _MEANINGFUL = re.compile(rb"[^ \t\r\f\v]")  # not white space; searched within one line only
 # A newline whose next line is blank or a comment (white space, then '#' or the end of the line).
 _SKIPPED = re.compile(rb"\n(?=[ \t\r\f\v]*[#\n])")
@@ -47,7 +52,7 @@ _SKIPPED = re.compile(rb"\n(?=[ \t\r\f\v]*[#\n])")
 _CANDIDATE = re.compile(rb"\n[ \t\r\f\v#\n]")
 
 
-def count_entries(stream: IO[bytes], stop: threading.Event | None = None, *, block_size: int = BLOCK_SIZE) -> int | None:
+def count_entries(stream: ByteStream, stop: threading.Event | None = None, *, block_size: int = BLOCK_SIZE) -> int | None:
     """The lines of the list in ``stream`` that can be entries: neither blank nor comments.
 
     Lines end with LF (a CR before it is white space); a last line without one counts
@@ -91,7 +96,7 @@ def _first_meaningful(block: bytes, begin: int, end: int | None = None) -> bytes
     return b"" if found is None else found[0]
 
 
-def _blocks(stream: IO[bytes], size: int) -> Iterator[bytes]:
+def _blocks(stream: ByteStream, size: int) -> Iterator[bytes]:
     """The bytes of ``stream``, ``size`` at a time, without a UTF-8 byte-order mark at the start."""
     head = b""
     while len(head) < len(codecs.BOM_UTF8) and (more := stream.read(size)):
@@ -101,28 +106,69 @@ def _blocks(stream: IO[bytes], size: int) -> Iterator[bytes]:
         yield block
 
 
-def _open_binary(path: str) -> IO[bytes]:
+def open_list(path: str) -> ByteStream:
+    """The bytes of the list at ``path``, gunzipped when the file starts as gzip does (as
+    :func:`downloader.tables.read_table` reads it, whatever the name)."""
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == _GZIP_MAGIC
+    if compressed:
+        import gzip
+
+        return gzip.open(path, "rb")
     return open(path, "rb")
 
 
 def count_file(path: str | os.PathLike[str], stop: threading.Event | None = None, *,
-               opener: Callable[[str], IO[bytes]] = _open_binary) -> int | None:
-    """:func:`count_entries` of the list at ``path``, opened with ``opener`` (e.g. ``gzip.open``
-    for a compressed list: it must return a stream of the list's bytes).
+               opener: Callable[[str], ByteStream] = open_list) -> int | None:
+    """:func:`count_entries` of the list at ``path``, opened with ``opener``: by default
+    :func:`open_list` (plain or gzip); any function that returns a stream of the list's bytes.
 
     Raises:
         OSError: the file cannot be opened or read.
     """
-    with opener(os.fspath(path)) as stream:
+    with contextlib.closing(opener(os.fspath(path))) as stream:
         _advise_sequential(stream)
         return count_entries(stream, stop)
 
 
-def _advise_sequential(stream: IO[bytes]) -> None:
+def count_rows(path: str | os.PathLike[str], format: str, stop: threading.Event | None = None) -> int | None:
+    """The entries of a list file read in ``format`` (see :mod:`downloader.tables`), estimated
+    as cheaply as the run allows:
+
+    * ``list`` and ``jsonl``: :func:`count_file` (a JSON line starting with ``#`` is taken for
+      a comment, which none is);
+    * ``csv`` and ``tsv``: the same, less the header line (a quoted cell over several lines,
+      or a row of empty cells, counts a row too many);
+    * ``parquet``: the row count in the file's footer, read at once (needs pyarrow, which
+      reading the file needs anyway).
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    if format == "parquet":
+        import pyarrow.parquet
+
+        with pyarrow.parquet.ParquetFile(os.fspath(path)) as file:
+            rows: int = file.metadata.num_rows
+        return rows
+    lines = count_file(path, stop)
+    if lines is None or format not in ("csv", "tsv"):
+        return lines
+    return max(0, lines - 1)
+
+
+def _advise_sequential(stream: ByteStream) -> None:
     """Tell the kernel the file is read once from start to end (a larger read-ahead); for a
     compressed stream, its file underneath."""
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no file under it, or no posix_fadvise
+        os.posix_fadvise(getattr(stream, "fileno")(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+
+class ByteStream(Protocol):
+    """What a count reads: a binary stream (a file, a gzip stream, standard input...)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def close(self) -> None: ...
 
 
 class Counter(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import re
@@ -94,3 +95,21 @@ def test_many_failures_list_the_first_twenty(server: Server, engine: str, tmp_pa
     assert err[-1] == (f"  ... and 5 more: see --failed {failed}" if failed_option else
                        "  ... and 5 more: run with --failed FILE to list them all")
     assert 25 == len(err)
+
+
+def test_tabular_and_compressed_lists_have_their_total(server: Server, engine: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A CSV's header is no file, a gzip list is counted uncompressed: 3 rows + 2 lines + 1 argument = 6,
+    shown from the start (one transfer at a time: the reader has not seen them all yet)."""
+    slow = [server.file_url(f"tab-{engine}-{i}.bin", 60_000, Rule(rate=150_000)) for i in range(6)]
+    table, packed = tmp_path / "list.csv", tmp_path / "more.txt.gz"
+    table.write_text("url,out\n" + "".join(f"{url},t{i}.bin\n" for i, url in enumerate(slow[:3])))
+    packed.write_bytes(gzip.compress(f"# two more\n{slow[3]}\n\n{slow[4]}\n".encode()))
+
+    status = main([slow[5], "-i", str(table), "-i", str(packed), "-d", str(tmp_path / "out"), "-e", engine,
+                   "-j", "1", "--processes", "1", "--progress-interval", "0.1"])
+    err = capsys.readouterr().err.splitlines()
+
+    assert 0 == status, err
+    progress = [match for match in map(PROGRESS.match, err) if match]
+    assert progress and all(match[2] == "6" and not match[3] for match in progress[1:]), err

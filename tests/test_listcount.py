@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from downloader.listcount import ListCount, count_entries, count_file
+from downloader.listcount import ListCount, count_entries, count_file, count_rows
 from downloader.sources import read_list
 
 URL = b"http://127.0.0.1/a"
@@ -112,13 +112,43 @@ def test_a_large_list_is_counted_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 4 * (1 << 20), peak
 
 
-def test_another_opener_counts_a_compressed_list(tmp_path: Path) -> None:
-    """count_file takes the opener of the list: gzip.open counts the lines of a .gz list."""
-    path = tmp_path / "list.txt.gz"
+def test_a_compressed_list_is_counted_uncompressed(tmp_path: Path) -> None:
+    """A gzip list is counted by its lines, found by its first bytes as the reader finds it
+    (whatever its name); another opener can be given."""
+    path = tmp_path / "list.txt"
     with gzip.open(path, "wb") as file:
         file.write(b"# urls\n" + b"".join(URL + b"?%d\n" % i for i in range(5000)))
 
+    assert 5000 == count_file(path)
     assert 5000 == count_file(path, opener=gzip.open)
+
+
+@pytest.mark.parametrize("format, data, expected", [
+    pytest.param("list", b"# c\n" + URL + b"\n\n" + URL + b"\n", 2, id="list"),
+    pytest.param("csv", b"url,out\n" + URL + b",a\n" + URL + b",b\n", 2, id="csv-less-its-header"),
+    pytest.param("csv", b"\xef\xbb\xbfurl\r\n" + URL + b"\r\n\r\n" + URL, 2, id="csv-bom-crlf-blank"),
+    pytest.param("tsv", b"url\tout\n" + URL + b"\ta\n", 1, id="tsv"),
+    pytest.param("csv", b"url\n", 0, id="csv-header-only"),
+    pytest.param("csv", b"", 0, id="csv-empty"),
+    pytest.param("jsonl", b'{"url": "http://h/a"}\n\n{"url": "http://h/b"}\n', 2, id="jsonl"),
+])
+def test_rows_are_counted_as_each_format_reads_them(tmp_path: Path, format: str, data: bytes, expected: int) -> None:
+    """count_rows: a table's header is no entry; gzip or not, alike."""
+    plain, packed = tmp_path / "plain", tmp_path / "packed.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+
+    assert (expected, expected) == (count_rows(plain, format), count_rows(packed, format))
+
+
+def test_a_parquet_file_is_counted_from_its_footer(tmp_path: Path) -> None:
+    """The row count of a Parquet file comes from its metadata, without reading the rows."""
+    pa = pytest.importorskip("pyarrow", reason="the Parquet tests need pip install 'downloader[parquet]'")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "list.parquet"
+    parquet.write_table(pa.table({"url": [f"http://h/{i}" for i in range(12_345)]}), path, row_group_size=1000)
+
+    assert 12_345 == count_rows(path, "parquet")
 
 
 def test_a_stopped_count_says_nothing() -> None:
