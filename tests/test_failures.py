@@ -51,6 +51,10 @@ HEX64 = "25c4d0f0859de08547d4cf49580cbe64c209ac261df9a62dc2ce87079a7f44a7"
     ("list.txt:9: line longer than 65536 bytes", "line longer than N bytes"),
     ("list.txt:10: line is not UTF-8 (invalid start byte)", "line is not UTF-8 (invalid start byte)"),
     ("list.txt:8: out='../../escape.bin' climbs out of the destination", "out='...' climbs out of the destination"),
+    # tables.py: FILE:ROW as FILE:LINE
+    ("list.csv:7: no URL", "no URL"),
+    ("rows.jsonl:3: invalid JSON (Expecting value: line 1 column 1 (char 0))",
+     "invalid JSON (Expecting value: line N column N (char N))"),
     # storage.py and dispatch.py: paths
     ("/tmp/out/a.bin is a directory", "PATH is a directory"),
     ("out/sub/a.bin exists with 12 bytes but the list says size=10; left untouched",
