@@ -151,8 +151,10 @@ class AsyncRun:
     """
 
     def __init__(self, config: Config, *, on_result: Callable[[Result], None] | None = None,
-                 stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None) -> None:
-        self._run = Run(config, on_result=on_result, stream=stream, list_failures=list_failures, dask=dask)
+                 stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None,
+                 total: FileTotal | None = None) -> None:
+        self._run = Run(config, on_result=on_result, stream=stream, list_failures=list_failures, dask=dask,
+                        total=total)
         self.config = config
 
     async def __call__(self, entries: Iterable[Entry]) -> Summary:
@@ -439,7 +441,8 @@ async def download_async(
         config = Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
                         timeout=timeout, progress=progress, processes=processes, shard=shard)
     results = _Results()
-    await AsyncRun(dataclasses.replace(config), on_result=results.add, dask=dask)(read_urls(urls))
+    total = ListCount(known=len(urls)) if isinstance(urls, Sized) else None  # the bar's files total
+    await AsyncRun(dataclasses.replace(config), on_result=results.add, dask=dask, total=total)(read_urls(urls))
     return results.items
 
 
