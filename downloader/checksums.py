@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
-__all__ = ["ALGORITHMS", "Hasher", "Hashers", "algorithm_of", "checksum", "checksum_problem", "new_hasher"]
+__all__ = ["ALGORITHMS", "Hasher", "Hashers", "checksum", "checksum_problem", "parse", "strongest"]
 
 ALGORITHMS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128, "blake2b": 128}
 """The algorithms a list may name, with the length of their hex digest."""
@@ -24,11 +24,9 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 class Hasher(Protocol):
-    """What hashlib's objects have and the file side needs: bytes in, a digest out."""
+    """What the file side needs of a hasher: the bytes in (a resumed prefix, a split file)."""
 
     def update(self, data: bytes | memoryview, /) -> None: ...
-
-    def hexdigest(self) -> str: ...
 
 
 def checksum(algorithm: str, hexdigest: str) -> str:
@@ -61,16 +59,6 @@ def parse(text: str) -> str:
     return checksum(algorithm, hexdigest)
 
 
-def algorithm_of(value: str) -> str:
-    """The algorithm of a checksum in ``ALG:HEX`` form."""
-    return value.partition(":")[0]
-
-
-def new_hasher(algorithm: str) -> Hasher:
-    """A fresh hasher for one of :data:`ALGORITHMS`."""
-    return hashlib.new(algorithm)
-
-
 def strongest(algorithms: Iterable[str]) -> str | None:
     """The strongest of ``algorithms`` (names of :data:`ALGORITHMS`), None when there is none."""
     found = [name for name in algorithms if name in ALGORITHMS]
@@ -84,19 +72,12 @@ class Hashers:
     __slots__ = ("_hashers",)
 
     def __init__(self, algorithms: Iterable[str]) -> None:
-        self._hashers = {name: new_hasher(name) for name in algorithms}
+        self._hashers = {name: hashlib.new(name) for name in algorithms}
 
     def update(self, data: bytes | memoryview, /) -> None:
         for hasher in self._hashers.values():
             hasher.update(data)
 
-    def hexdigest(self) -> str:
-        """The digest of the first algorithm (the one a result records)."""
-        return next(iter(self._hashers.values())).hexdigest()
-
     def digest_of(self, algorithm: str) -> str:
         """The hex digest computed with ``algorithm``."""
         return self._hashers[algorithm].hexdigest()
-
-    def __contains__(self, algorithm: object) -> bool:
-        return algorithm in self._hashers
