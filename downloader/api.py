@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from downloader import memory
 from downloader.config import Config, EngineName
@@ -185,6 +185,44 @@ class AsyncRun:
         return self._run.peak_rss()
 
 
+class _Worker(Generic[_T]):
+    """``work`` in a thread of its own, which :meth:`interrupt` stops as Ctrl-C stops the
+    main thread, and never once ``work`` has returned (an interrupt sent and not raised
+    yet is then withdrawn): its outcome is :attr:`done`, set last."""
+
+    def __init__(self, work: Callable[[], _T]) -> None:
+        import concurrent.futures
+
+        self.done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        self._lock = threading.Lock()
+        self._running = True
+        self._thread = threading.Thread(target=self._body, args=(work,), name="downloader-run")
+        self._thread.start()
+
+    def _body(self, work: Callable[[], _T]) -> None:
+        try:
+            try:
+                outcome = work()
+            finally:
+                with self._lock:  # no interrupt is sent after this; one sent and not raised yet is dropped
+                    self._running = False
+                    _interrupt(self._thread, cancel=True)
+        except BaseException as error:  # handed to the waiting side
+            self.done.set_exception(error)
+        else:
+            self.done.set_result(outcome)
+
+    def interrupt(self) -> None:
+        """Raise KeyboardInterrupt in the thread, unless ``work`` has returned."""
+        with self._lock:
+            if self._running:
+                _interrupt(self._thread)
+
+    def join(self) -> None:
+        """Wait for the thread, which has only to return once :attr:`done` is set."""
+        self._thread.join()
+
+
 async def _in_a_worker(work: Callable[[], _T], *, interrupt: bool) -> _T:
     """Run ``work`` in a thread of its own and await it without blocking the loop.
 
@@ -194,39 +232,18 @@ async def _in_a_worker(work: Callable[[], _T], *, interrupt: bool) -> _T:
     before the CancelledError goes on, so nothing of the run still works once it has.
     """
     import asyncio
-    import concurrent.futures
 
-    done: concurrent.futures.Future[_T] = concurrent.futures.Future()
-    lock = threading.Lock()
-    running = [True]
-
-    def body() -> None:
-        try:
-            try:
-                outcome = work()
-            finally:
-                with lock:  # no interrupt is sent after this; one sent and not raised yet is dropped
-                    running[0] = False
-                    _interrupt(threading.current_thread(), cancel=True)
-        except BaseException as error:  # handed to the awaiting task
-            done.set_exception(error)
-        else:
-            done.set_result(outcome)
-
-    worker = threading.Thread(target=body, name="downloader-run")
-    worker.start()
-    waiting = asyncio.wrap_future(done)
+    worker: _Worker[_T] = _Worker(work)
+    waiting = asyncio.wrap_future(worker.done)
     cancelled: asyncio.CancelledError | None = None
     while not waiting.done():
         try:
             await asyncio.wait([waiting])  # wait() never cancels what it waits for
         except asyncio.CancelledError as error:
             if interrupt and cancelled is None:
-                with lock:
-                    if running[0]:
-                        _interrupt(worker)
+                worker.interrupt()
             cancelled = error
-    worker.join()  # it has only to return: the outcome is set last
+    worker.join()
     if cancelled is not None:
         if not waiting.cancelled():
             waiting.exception()  # seen: the KeyboardInterrupt that stopped it gives way to the cancellation
@@ -263,29 +280,18 @@ def _in_a_thread(engine: Callable[..., None], *arguments: object) -> None:
     caller's loop is blocked meanwhile, as by any blocking call. A KeyboardInterrupt in the
     waiting thread (a notebook's interrupt) is raised in the worker too, which stops as a
     run stops on Ctrl-C (parts kept), and is re-raised once the worker has ended."""
-    failure: list[BaseException] = []
-    ended = threading.Event()  # not Thread.join: in CPython 3.11 a join interrupted by
-    # Ctrl-C marks the thread as ended while it still runs
+    import concurrent.futures
 
-    def work() -> None:
-        try:
-            engine(*arguments)
-        except BaseException as error:  # handed to the waiting thread, which raises it
-            failure.append(error)
-        finally:
-            ended.set()
-
-    worker = threading.Thread(target=work, name="downloader-run")
-    worker.start()
+    worker = _Worker(lambda: engine(*arguments))
     try:
-        ended.wait()
+        concurrent.futures.wait([worker.done])  # not Thread.join: in CPython 3.11 a join
+        # interrupted by Ctrl-C marks the thread as ended while it still runs
     except BaseException:
-        _interrupt(worker)
-        while not ended.wait(0.1):
-            pass
+        worker.interrupt()
+        while not worker.done.done():
+            concurrent.futures.wait([worker.done], timeout=0.1)
         raise
-    if failure:
-        raise failure[0]
+    worker.done.result()
 
 
 class _Backend(Protocol):
