@@ -440,10 +440,22 @@ def _csv_entries(delimiters: tuple[str, ...]) -> Callable[..., tuple[Iterator[En
         if header is None:
             return iter(()), []
         delimiter, names = _delimited(header, delimiters, columns.url)
-        picks = _picks(names, columns, name=name)
+        if _headerless(names, columns):  # rclone's url,filename rows: the first one is data
+            lines, number, picks = itertools.chain([header], lines), number - 1, [0, 1, None, None]
+        else:
+            picks = _picks(names, columns, name=name)
         reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
         return _csv_rows(reader, picks, name, number, columns.algorithm), names
     return opener
+
+
+def _headerless(names: Sequence[str], columns: _Columns) -> bool:
+    """Whether a CSV has no header row but URL[,NAME] rows, as ``rclone copyurl --urls``
+    reads them: its first cell is an http(s) URL, no header cell is the URL column, and no
+    column but the URL's is asked for by name (by position: the URL, then the output name)."""
+    return (bool(names) and names[0].strip().lower().startswith(("http://", "https://"))
+            and _find(names, columns.url, name="") is None
+            and columns.out is None and columns.checksum is None and columns.size is None)
 
 
 def _header_line(lines: Iterator[str]) -> tuple[str | None, int]:

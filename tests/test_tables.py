@@ -177,12 +177,26 @@ def test_a_missing_column_is_an_error_naming_the_columns_found(tmp_path: Path) -
     assert "no column 'name'" in str(out.value) and "--out-column" in str(out.value)
 
 
-def test_a_file_without_a_header_row_is_told_so(tmp_path: Path) -> None:
-    """A header row is mandatory: a first row holding a URL says so."""
+def test_rclone_style_rows_without_a_header_are_url_then_name(tmp_path: Path) -> None:
+    """``rclone copyurl --urls`` reads url[,filename] rows with no header: so do we, when
+    the first cell is a URL and no column is asked for by name."""
+    path = write_csv(tmp_path / "a.csv", [["http://example.test/a", "a.bin"], ["http://example.test/b"],
+                                         ["http://example.test/c", ""], ["ftp://example.test/d", "d.bin"]])
+
+    found = entries(path)
+
+    assert [Job("http://example.test/a", out="a.bin", origin=f"{path}:1"),
+            Job("http://example.test/b", origin=f"{path}:2"),
+            Job("http://example.test/c", origin=f"{path}:3")] == jobs(found)
+    assert [f"{path}:4: unsupported scheme 'ftp' (only http and https)"] == problems(found)
+
+
+def test_a_file_without_a_header_row_is_told_so_when_columns_are_named(tmp_path: Path) -> None:
+    """Columns asked for by name need a header row: a first row holding a URL says so."""
     path = write_csv(tmp_path / "a.csv", [["http://example.test/a", "a.bin"]])
 
     with pytest.raises(ListFormatError, match="a header row naming the columns is required"):
-        read_table(path)
+        read_table(path, out_column="filename")
 
 
 def test_semicolons_are_found_when_the_header_says_so(tmp_path: Path) -> None:
