@@ -140,7 +140,8 @@ def count_rows(path: str | os.PathLike[str], format: str, stop: threading.Event 
     * ``csv`` and ``tsv``: the same, less the header line (a quoted cell over several lines,
       or a row of empty cells, counts a row too many);
     * ``parquet``: the row count in the file's footer, read at once (needs pyarrow, which
-      reading the file needs anyway).
+      reading the file needs anyway);
+    * a JSON array (``jsonl`` whose first byte is ``[``): unknown (None), its lines say nothing.
 
     Raises:
         OSError: the file cannot be opened or read.
@@ -151,6 +152,10 @@ def count_rows(path: str | os.PathLike[str], format: str, stop: threading.Event 
         with pyarrow.parquet.ParquetFile(os.fspath(path)) as file:
             rows: int = file.metadata.num_rows
         return rows
+    if format == "jsonl":
+        with contextlib.closing(open_list(os.fspath(path))) as stream:
+            if stream.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
+                return None
     lines = count_file(path, stop)
     if lines is None or format not in ("csv", "tsv"):
         return lines

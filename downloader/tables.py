@@ -82,8 +82,8 @@ _Stream = Any
 def format_of(name: str | os.PathLike[str]) -> InputFormat:
     """The format a file's name says: by its extension (after a ``.gz``), ``list`` by default.
 
-    ``.csv``; ``.tsv`` and ``.tab``; ``.jsonl``, ``.ndjson`` and ``.json`` (read as JSON
-    Lines: a JSON array is refused when opened); ``.parquet`` and ``.pq``.
+    ``.csv``; ``.tsv`` and ``.tab``; ``.jsonl``, ``.ndjson`` and ``.json`` (JSON Lines,
+    or one JSON array of objects); ``.parquet`` and ``.pq``.
     """
     path = PurePath(os.fspath(name))
     suffix = path.suffix.lower()
@@ -188,8 +188,8 @@ def read_table(
         :class:`downloader.Run`, that closes the file at its end.
 
     Raises:
-        ListFormatError: an unknown format, a table without the URL column, a JSON
-            array, Parquet without pyarrow, a file that is not Parquet, a gzip stream
+        ListFormatError: an unknown format, a table without the URL column, Parquet
+            without pyarrow, a file that is not Parquet, a gzip stream
             damaged from its start.
         OSError: the file cannot be opened.
 
@@ -521,12 +521,10 @@ def _csv_rows(reader: Iterator[list[str]], picks: list[int | None], name: str, n
 
 def _jsonl_entries(stream: _Stream, name: str, columns: _Columns,
                    resources: contextlib.ExitStack) -> tuple[Iterator[Entry], list[str]]:
-    """Entries of a JSON Lines file; the first object must have the URL key."""
+    """Entries of a JSON Lines file, or of a file holding one JSON array of objects (pandas'
+    ``to_json(orient="records")``); the first object must have the URL key."""
     first = stream.peek(64).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if first == b"[":
-        raise ListFormatError(f"{name}: a JSON array, not JSON Lines (one object per line); "
-                              "convert it with: jq -c '.[]'")
-    lines = _json_lines(stream, name)
+    lines = _json_array(_text(stream, resources), name) if first == b"[" else _json_lines(stream, name)
     seen: list[tuple[int, object]] = []
     for number, value in lines:
         seen.append((number, value))
@@ -565,6 +563,65 @@ def _json_lines(stream: _Stream, name: str) -> Iterator[tuple[int, object]]:
             yield number, InvalidJob(f"<line {number}>", f"{origin}: line is not UTF-8 ({error.reason})", origin)
         except (ValueError, RecursionError) as error:  # JSONDecodeError, the limit on digits, deep nesting
             yield number, InvalidJob(f"<line {number}>", f"{origin}: invalid JSON ({_json_message(error)})", origin)
+
+
+_JSON_BLOCK = 1 << 16
+_JSON_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+def _json_array(text: IO[str], name: str) -> Iterator[tuple[int, object]]:
+    """(position, value) of each element of the JSON array that ``text`` holds, decoded one
+    element at a time: memory holds one element (at most MAX_CELL characters) and a block.
+    Past an element that cannot be decoded the array cannot be followed: it ends there,
+    with that element's error."""
+    decoder = json.JSONDecoder()
+    buffer, at, ended = "", 0, False
+
+    def upto_token() -> str:
+        """The next character that is not white space, reading more as needed ("" at the end)."""
+        nonlocal buffer, at, ended
+        while True:
+            at = _JSON_SPACE.match(buffer, at).end()  # type: ignore[union-attr]
+            if at < len(buffer) or ended:
+                return buffer[at:at + 1]
+            buffer, at = text.read(_JSON_BLOCK), 0
+            ended = not buffer
+
+    def failed(number: int, reason: str) -> tuple[int, object]:
+        origin = f"{name}:{number}"
+        return number, InvalidJob(f"<element {number}>", f"{origin}: {reason}", origin)
+
+    if upto_token() != "[":
+        return
+    at += 1
+    number = 0
+    while upto_token() != "]" or number:
+        number += 1
+        while True:
+            try:
+                value, end = decoder.raw_decode(buffer, at)
+            except (ValueError, RecursionError) as error:
+                value, end = error, len(buffer)
+            if end < len(buffer) or ended:  # whole: something follows it, or the text has ended
+                break
+            if len(buffer) - at > MAX_CELL:
+                yield failed(number, f"array element longer than {MAX_CELL} characters")
+                return
+            more = text.read(max(_JSON_BLOCK, len(buffer) - at))  # doubling: each retry decodes it all again
+            buffer, at, ended = buffer[at:] + more, 0, not more
+        if isinstance(value, Exception):
+            yield failed(number, f"invalid JSON ({_json_message(value)}); the rest of the array is not read")
+            return
+        yield number, value
+        at = end
+        token = upto_token()
+        if token == "]":
+            return
+        if token != ",":
+            yield failed(number + 1, "invalid JSON (expected ',' or ']' after an array element); "
+                                     "the rest of the array is not read")
+            return
+        at += 1
 
 
 def _json_message(error: Exception) -> str:

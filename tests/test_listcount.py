@@ -212,3 +212,10 @@ def test_stop_ends_a_long_count(tmp_path: Path) -> None:
 
     assert time.monotonic() - started < 1
     assert None is total.value()
+
+
+def test_a_json_array_has_no_count(tmp_path: Path) -> None:
+    """Its lines say nothing of its elements (pandas writes them all on one): unknown."""
+    path = tmp_path / "a.json"
+    path.write_text('\ufeff [{"url": "http://example.test/a"}, {"url": "http://example.test/b"}]')
+    assert count_rows(path, "jsonl") is None

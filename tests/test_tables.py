@@ -347,13 +347,42 @@ def test_json_lines_with_extra_keys_bad_lines_and_nulls(tmp_path: Path) -> None:
             f"{path}:14: line is not UTF-8 (invalid start byte)"] == problems(found)
 
 
-def test_a_json_array_is_refused_with_the_way_out(tmp_path: Path) -> None:
-    """A .json file holding one array is not JSON Lines: refused when opened, naming jq."""
-    path = tmp_path / "urls.json"
-    path.write_text(json.dumps([{"url": "http://example.test/a"}]))
+def test_a_json_array_of_records_is_read_an_element_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pandas' to_json(orient="records") writes one array: its elements are decoded one at a
+    time (blocks of 64 KiB), ROW being the element's position; a bad element ends the array."""
+    import downloader.tables as tables
 
-    with pytest.raises(ListFormatError, match=r"a JSON array, not JSON Lines .*jq -c"):
-        read_table(path)
+    records = [{"url": f"http://example.test/{i}", "name": f"f{i}.bin", "big": "x" * 5000} for i in range(40)]
+    path = tmp_path / "urls.json"
+    path.write_text(" \n[\n" + ",\n  ".join(json.dumps(r) for r in records) + "\n]\n")
+    monkeypatch.setattr(tables, "_JSON_BLOCK", 1000)  # elements span many blocks
+
+    found = entries(path, out_column="name")
+
+    assert [Job(f"http://example.test/{i}", out=f"f{i}.bin", origin=f"{path}:{i + 1}") for i in range(40)] == jobs(found)
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"url": "http://example.test/a"}, {"url": "http://example.test/b", }, {"url": "x"}]')
+    found = entries(bad)
+    assert ["http://example.test/a"] == [job.url for job in jobs(found)]
+    assert [f"{bad}:2: invalid JSON"] == [p.split(" (")[0] for p in problems(found)]
+    assert "the rest of the array is not read" in problems(found)[0]
+
+
+@pytest.mark.parametrize(("text", "urls", "problem"), [
+    ("[]", [], None),
+    ("[ ]\n", [], None),
+    ('[{"url": "http://example.test/a"}', ["http://example.test/a"], ":2: invalid JSON (expected ','"),
+    ('[{"url": "http://example.test/a"} {"url": "http://example.test/b"}]', ["http://example.test/a"], ":2:"),
+    ('[{"url": "http://example.test/a"', [], ":1: invalid JSON"),
+    ("[", [], ":1: invalid JSON"),
+])
+def test_json_arrays_cut_or_malformed(tmp_path: Path, text: str, urls: list[str], problem: str | None) -> None:
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    found = entries(path)
+    assert urls == [job.url for job in jobs(found)]
+    assert ([problem] if problem else []) == [problem for p in problems(found) if problem in p]
+    assert len(problems(found)) == (1 if problem else 0)
 
 
 def test_the_first_object_without_the_url_key_is_a_usage_error(tmp_path: Path) -> None:
