@@ -175,6 +175,13 @@ class Dispatcher:
             # A flat name from the URL is one safe component: no directory on the way.
             if entry.out is not None or self._config.layout != "flat" or (record is not None and record.path):
                 naming.check_inside(self._dest, path, job=entry, names=False)
+            # A transfer of this URL in flight takes the duplicate now: looked for before the
+            # disk, which it could finish and leave between that look and the claims'.
+            with self._lock:
+                claim = self._claims.get(path)
+                if claim is not None and claim.url == entry.url:
+                    claim.parked.append(entry)
+                    return _PARKED
             present = self._present(entry, path)
         except DownloadError as error:
             return self._settle_now(failed_result(entry.url, error, entry.origin, job=entry))

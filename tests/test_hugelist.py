@@ -160,6 +160,34 @@ def test_screen_passes_on_what_needs_a_slot_and_fails_invalid_lines(tmp_path: Pa
     assert [Status.SKIPPED, Status.FAILED] == [r.status for r in events.results]
 
 
+def test_a_duplicate_placed_as_its_transfer_ends_is_never_fetched_again(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transfer of a URL may finish (file renamed, claim gone) while its duplicate is being
+    placed: the duplicate is parked on the transfer before the disk is looked at, so it is
+    settled with it, never started again (seen once in CI as 301 downloads of 300 URLs)."""
+    from downloader.dispatch import Verdict
+
+    events = Results()
+    dispatcher = Dispatcher(Config(dest=tmp_path), events)
+    first, second = Job("http://h/a.bin", origin="l:1"), Job("http://h/a.bin", origin="l:2")
+    started = dispatcher.place(first)
+    assert started.verdict is Verdict.START and started.path is not None
+    path = started.path
+
+    def finish_meanwhile(job: Job, where: Path) -> Result | None:  # the transfer ends during the look
+        path.write_bytes(b"x")
+        dispatcher.settle(first, path, Result(first.url, Status.DOWNLOADED, str(path), 1, 1, origin="l:1"))
+        return None  # what the look saw just before
+
+    monkeypatch.setattr(dispatcher, "_present", finish_meanwhile)
+    verdict = dispatcher.place(second).verdict
+    if path in dispatcher._claims:  # parked on the transfer, which ends now
+        dispatcher.settle(first, path, Result(first.url, Status.DOWNLOADED, str(path), 1, 1, origin="l:1"))
+
+    assert Verdict.START is not verdict
+    assert [Status.DOWNLOADED, Status.SKIPPED] == [r.status for r in events.results]
+
+
 # --- whole runs --------------------------------------------------------------------------------
 
 def test_a_list_of_repeated_urls_is_fetched_once_then_decided_without_a_request(
