@@ -83,7 +83,7 @@ _SIMPLE_NAME = re.compile(_COMPONENT)
 _FAST_URL = re.compile(r"(?i:(https?))://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?/([^?#%]*)")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _JOB_FIELDS = ("url", "out", "checksum", "size", "origin")
-_HEX = re.compile(r"[0-9A-Fa-f]+")
+
 _TAGGED = re.compile(r"([A-Za-z][A-Za-z0-9-]*) ?\((.*)\)[ \t]*=[ \t]*([0-9A-Za-z+/=]+)[ \t]*", re.DOTALL)
 _ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
 _UNESCAPED = {"\\": "\\", "n": "\n", "r": "\r"}
@@ -94,7 +94,7 @@ _TAGS = {
     "blake2b": "blake2b", "blake2b-512": "blake2b", "blake2b512": "blake2b",
 }
 """Tag names (lower case) as coreutils, BSD and OpenSSL write them."""
-_LENGTHS = {32: "md5", 40: "sha1", 56: "sha224", 64: "sha256", 96: "sha384", 128: "sha512"}
+_LENGTHS = dict(sorted({**checksums.BY_HEX_LENGTH, 56: "sha224", 96: "sha384"}.items()))
 # What a checksum file's name says: MD5SUMS, md5checksums.txt, SHA256SUMS, B2SUMS, x.sha512...
 _HINTS = (
     ("blake2b", re.compile(r"(?<![a-z0-9])(?:b2|blake2b?)(?![0-9])")),
@@ -233,7 +233,7 @@ class _Reader:
 
     def _split(self, body: str) -> tuple[str | None, str, str, str | None]:
         """(problem, digest, name, algorithm of a tag) of a line's body (its escape mark removed)."""
-        untagged = _HEX.match(body)
+        untagged = checksums.HEX.match(body)
         if untagged is not None:
             rest = body[untagged.end():]
             if not rest or rest in (" ", "\t"):
@@ -284,7 +284,7 @@ def _unknown_tag(tag: str) -> str:
 def _hex_of(digest: str, algorithm: str) -> str:
     """A tag's digest in hex: as given, or decoded from base64 (``cksum --base64``) when that
     is what it is (hex of the wrong length is left for the length check to name)."""
-    if _HEX.fullmatch(digest) and len(digest) == checksums.ALGORITHMS[algorithm]:
+    if checksums.HEX.fullmatch(digest) and len(digest) == checksums.ALGORITHMS[algorithm]:
         return digest
     try:
         raw = base64.b64decode(digest, validate=True)

@@ -13,14 +13,18 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
-__all__ = ["ALGORITHMS", "Hasher", "Hashers", "checksum", "checksum_problem", "parse", "strongest"]
+__all__ = ["ALGORITHMS", "BY_HEX_LENGTH", "HEX", "Hasher", "Hashers", "checksum", "checksum_problem", "parse", "strongest"]
 
 ALGORITHMS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128, "blake2b": 128}
 """The algorithms a list may name, with the length of their hex digest."""
 
+BY_HEX_LENGTH = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+"""The algorithm of a bare hex digest, told by its length (blake2b, 128 digits too, must be named)."""
+HEX = re.compile(r"[0-9a-fA-F]+")
+"""Hex digits, either case."""
+
 _STRENGTH = ("md5", "sha1", "sha256", "blake2b", "sha512")
 """Weakest first: of several digests a server states, the last one here is checked."""
-_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 class Hasher(Protocol):
@@ -39,7 +43,7 @@ def checksum_problem(algorithm: str, hexdigest: str) -> str | None:
     length = ALGORITHMS.get(algorithm.lower())
     if length is None:
         return f"unknown checksum algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})"
-    if len(hexdigest) != length or not _HEX.fullmatch(hexdigest):
+    if len(hexdigest) != length or not HEX.fullmatch(hexdigest):
         return f"{algorithm.lower()} must be {length} hex digits, got {hexdigest!r}"
     return None
 

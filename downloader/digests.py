@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from downloader.checksums import ALGORITHMS, strongest
+from downloader.checksums import ALGORITHMS, checksum_problem, strongest
 
 __all__ = ["WANT_REPR_DIGEST", "ServerDigest", "server_digest"]
 
@@ -90,11 +90,10 @@ def _members(value: str, quoted: bool) -> list[tuple[str, str]]:
 def _hex_of(text: str, algorithm: str) -> str | None:
     """The hex digest written in ``text`` (base64, as every header defines, or hex, as some
     servers send anyway), or None when it is neither for ``algorithm``."""
-    length = ALGORITHMS[algorithm]
-    if len(text) == length and re.fullmatch(r"[0-9a-fA-F]+", text):
+    if checksum_problem(algorithm, text) is None:
         return text.lower()
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return raw.hex() if len(raw) * 2 == length else None
+    return raw.hex() if len(raw) * 2 == ALGORITHMS[algorithm] else None

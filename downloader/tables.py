@@ -66,10 +66,7 @@ PARQUET_BATCH = 4096
 MAX_CELL = 16 * 1024 * 1024
 """Longest CSV or TSV cell in characters, and longest JSON line in bytes; a longer one fails its
 row. (``csv.field_size_limit`` is raised to this for the process, never lowered.)"""
-_HEX_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
-"""A bare hex digest's algorithm by its length; blake2b (128 too) needs the ``blake2b:`` form."""
 _HEX = re.compile(rb"[0-9a-fA-F]+")
-_HEX_TEXT = re.compile(r"[0-9a-fA-F]+")
 _WHOLE = re.compile(r"[0-9]+(?:\.0*)?")
 _DELIMITERS = {"csv": (",", ";", "|", "\t"), "tsv": ("\t",)}
 """The separators tried on a header row, in order: the first under which the URL column is found."""
@@ -347,17 +344,17 @@ def _checksum(value: object, algorithm: str | None) -> str | None:
     raw digest bytes (a Parquet binary column) as their hex."""
     if value is None:
         return None
-    if isinstance(value, bytes) and not (len(value) in _HEX_LENGTHS and _HEX.fullmatch(value)):
+    if isinstance(value, bytes) and not (len(value) in checksums.BY_HEX_LENGTH and _HEX.fullmatch(value)):
         value = value.hex()
     text = _text_cell(value, "checksum")
-    if algorithm is not None and len(text) == checksums.ALGORITHMS[algorithm] and _HEX_TEXT.fullmatch(text):
+    if algorithm is not None and len(text) == checksums.ALGORITHMS[algorithm] and checksums.HEX.fullmatch(text):
         return f"{algorithm}:{text.lower()}"  # the common cell: hex of the column's algorithm
     if ":" in text:
         try:
             return checksums.parse(text)
         except ValueError as error:
             raise _RowProblem(str(error)) from None
-    algorithm = algorithm or _HEX_LENGTHS.get(len(text))
+    algorithm = algorithm or checksums.BY_HEX_LENGTH.get(len(text))
     if algorithm is None:
         raise _RowProblem(f"checksum must be ALG:HEX or the hex digits of md5, sha1, sha256 or sha512, got {text!r}")
     problem = checksums.checksum_problem(algorithm, text)
