@@ -16,7 +16,7 @@ from downloader import memory
 from downloader.config import Config, EngineName
 from downloader.dispatch import Dispatcher
 from downloader.engines import get_engine
-from downloader.jobs import Job, Result
+from downloader.jobs import Result
 from downloader.listcount import ListCount
 from downloader.manifest import Manifest, ManifestError
 from downloader.progress import FileTotal, Progress, Summary
@@ -393,7 +393,7 @@ def download(
     loop waiting meanwhile; :func:`download_async` lets the loop go on.
 
     Args:
-        urls: URLs, or jobs carrying ``out``, ``sha256`` and ``size`` (the entries of
+        urls: URLs, or jobs carrying ``out``, ``checksum`` and ``size`` (the entries of
             :func:`downloader.read_table` too: its invalid rows end as failed results).
         dest: directory to write into, created if missing.
         engine: ``"asyncio"`` (aiohttp) or ``"threads"`` (requests).
@@ -411,17 +411,20 @@ def download(
     Returns:
         A :class:`Result` per job: downloaded, skipped or failed (with the reason).
     """
-    if config is None:
-        config = Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
-                        timeout=timeout, progress=progress, processes=processes, shard=shard)
-    results = _Results()
-    total = ListCount(known=len(urls)) if isinstance(urls, Sized) else None  # the bar's files total
+    config = config or Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
+                              timeout=timeout, progress=progress, processes=processes, shard=shard)
+    results, total = _Results(), _total_of(urls)
     Run(dataclasses.replace(config), on_result=results.add, dask=dask, total=total)(read_urls(urls))
     return results.items
 
 
+def _total_of(urls: Iterable[str | Entry]) -> ListCount | None:
+    """The bar's files total of :func:`download`'s URLs: known at once when they have a length."""
+    return ListCount(known=len(urls)) if isinstance(urls, Sized) else None
+
+
 async def download_async(
-    urls: Iterable[str | Job],
+    urls: Iterable[str | Entry],
     *,
     dest: str | Path = ".",
     engine: EngineName = "asyncio",
@@ -443,11 +446,9 @@ async def download_async(
 
     .. versionadded:: 0.4
     """
-    if config is None:
-        config = Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
-                        timeout=timeout, progress=progress, processes=processes, shard=shard)
-    results = _Results()
-    total = ListCount(known=len(urls)) if isinstance(urls, Sized) else None  # the bar's files total
+    config = config or Config(dest=Path(dest), engine=engine, concurrency=concurrency, retries=retries,
+                              timeout=timeout, progress=progress, processes=processes, shard=shard)
+    results, total = _Results(), _total_of(urls)
     await AsyncRun(dataclasses.replace(config), on_result=results.add, dask=dask, total=total)(read_urls(urls))
     return results.items
 
