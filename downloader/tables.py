@@ -571,54 +571,73 @@ def _json_array(text: IO[str], name: str) -> Iterator[tuple[int, object]]:
     element at a time: memory holds one element (at most MAX_CELL characters) and a block.
     Past an element that cannot be decoded the array cannot be followed: it ends there,
     with that element's error."""
-    decoder = json.JSONDecoder()
-    buffer, at, ended = "", 0, False
-
-    def upto_token() -> str:
-        """The next character that is not white space, reading more as needed ("" at the end)."""
-        nonlocal buffer, at, ended
-        while True:
-            at = _JSON_SPACE.match(buffer, at).end()  # type: ignore[union-attr]
-            if at < len(buffer) or ended:
-                return buffer[at:at + 1]
-            buffer, at = text.read(_JSON_BLOCK), 0
-            ended = not buffer
-
     def failed(number: int, reason: str) -> tuple[int, object]:
         origin = f"{name}:{number}"
         return number, InvalidJob(f"<element {number}>", f"{origin}: {reason}", origin)
 
-    if upto_token() != "[":
+    reader = _JsonBlocks(text)
+    if reader.token() != "[":
         return
-    at += 1
+    reader.at += 1
     number = 0
-    while upto_token() != "]" or number:
+    while reader.token() != "]" or number:
         number += 1
-        while True:
-            try:
-                value, end = decoder.raw_decode(buffer, at)
-            except (ValueError, RecursionError) as error:
-                value, end = error, len(buffer)
-            if end < len(buffer) or ended:  # whole: something follows it, or the text has ended
-                break
-            if len(buffer) - at > MAX_CELL:
-                yield failed(number, f"array element longer than {MAX_CELL} characters")
-                return
-            more = text.read(max(_JSON_BLOCK, len(buffer) - at))  # doubling: each retry decodes it all again
-            buffer, at, ended = buffer[at:] + more, 0, not more
+        value = reader.value()
+        if isinstance(value, _TooLong):
+            yield failed(number, str(value))
+            return
         if isinstance(value, Exception):
             yield failed(number, f"invalid JSON ({_json_message(value)}); the rest of the array is not read")
             return
         yield number, value
-        at = end
-        token = upto_token()
+        token = reader.token()
         if token == "]":
             return
         if token != ",":
             yield failed(number + 1, "invalid JSON (expected ',' or ']' after an array element); "
                                      "the rest of the array is not read")
             return
-        at += 1
+        reader.at += 1
+
+
+class _TooLong(ValueError):
+    """A JSON value longer than MAX_CELL characters."""
+
+
+class _JsonBlocks:
+    """JSON text read in blocks as it is decoded: the next token, the next value."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+        self._decoder = json.JSONDecoder()
+        self.buffer, self.at, self.ended = "", 0, False
+
+    def token(self) -> str:
+        """The next character that is not white space, reading more as needed ("" at the end)."""
+        while True:
+            self.at = _JSON_SPACE.match(self.buffer, self.at).end()  # type: ignore[union-attr]
+            if self.at < len(self.buffer) or self.ended:
+                return self.buffer[self.at:self.at + 1]
+            self.buffer, self.at = self._text.read(_JSON_BLOCK), 0
+            self.ended = not self.buffer
+
+    def value(self) -> object:
+        """The value that starts here, read past; the error when it cannot be decoded (a
+        :class:`_TooLong` past MAX_CELL characters), the place then left as it was."""
+        while True:
+            try:
+                value, end = self._decoder.raw_decode(self.buffer, self.at)
+            except (ValueError, RecursionError) as error:
+                value, end = error, len(self.buffer)
+            if end < len(self.buffer) or self.ended:  # whole: something follows it, or the text has ended
+                if not isinstance(value, Exception):
+                    self.at = end
+                return value
+            if len(self.buffer) - self.at > MAX_CELL:
+                return _TooLong(f"array element longer than {MAX_CELL} characters")
+            # Doubling what is held: each retry decodes the value from its start again.
+            more = self._text.read(max(_JSON_BLOCK, len(self.buffer) - self.at))
+            self.buffer, self.at, self.ended = self.buffer[self.at:] + more, 0, not more
 
 
 def _json_message(error: Exception) -> str:
