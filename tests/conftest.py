@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +43,20 @@ def config(engine: str, tmp_path: Path) -> Config:
     """A quick configuration for the engine under test: short timeouts and backoff."""
     return Config(dest=tmp_path / "out", engine=engine, concurrency=8, retries=2, timeout=5.0,
                   backoff_base=0.01, backoff_cap=0.05, progress=False)
+
+
+@contextlib.contextmanager
+def local_dask(workers: int) -> Iterator[tuple[Any, Any]]:
+    """(client, cluster) of a LocalCluster of ``workers`` single-threaded worker processes on
+    127.0.0.1, shut down at the end. Needs the optional extra downloader[dask]."""
+    import distributed
+
+    local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=":0")
+    client = distributed.Client(local)
+    try:
+        client.wait_for_workers(workers, timeout=60)
+        yield client, local
+    finally:
+        client.close(timeout=20)
+        local.close(timeout=20)

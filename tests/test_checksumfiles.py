@@ -23,6 +23,8 @@ from downloader.errors import DownloadError, InvalidJob
 from downloader.naming import Layout
 from downloader.testing import Server, body
 
+from conftest import local_dask
+
 # Names that take every path of coreutils' writers: spaces, a leading space, a star, and
 # the backslash, line feed and carriage return it escapes (a line starting with "\").
 NAMES = {
@@ -453,16 +455,9 @@ def test_dry_run_applies_and_reports(server: Server, tmp_path: Path, capsys: pyt
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
     """A Client of a LocalCluster with one worker process, for this module's --dask test."""
-    distributed = pytest.importorskip("distributed", reason="needs the optional extra downloader[dask]")
-    local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=":0")
-    client = distributed.Client(local)
-    try:
-        client.wait_for_workers(1, timeout=60)
+    pytest.importorskip("distributed", reason="needs the optional extra downloader[dask]")
+    with local_dask(1) as (client, _):
         yield client
-    finally:
-        client.close(timeout=20)
-        local.close(timeout=20)
 
 
 def test_on_a_dask_cluster_the_client_applies_the_digests(dask_client: Any, server: Server, engine: str,

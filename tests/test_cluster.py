@@ -30,6 +30,8 @@ from downloader.manifest import default_path, status_report  # noqa: E402
 from downloader.sources import read_list, read_urls  # noqa: E402
 from downloader.testing import Rule, Server, body  # noqa: E402
 
+from conftest import local_dask  # noqa: E402
+
 DASK = Path(sys.executable).with_name("dask")
 COLLISION = re.compile(r"a~[0-9a-f]{8}\.bin")
 
@@ -37,15 +39,8 @@ COLLISION = re.compile(r"a~[0-9a-f]{8}\.bin")
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """A Client of one LocalCluster with two single-threaded worker processes, shut down after the module."""
-    local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=":0")
-    client = distributed.Client(local)
-    try:
-        client.wait_for_workers(2, timeout=60)
+    with local_dask(2) as (client, _):
         yield client
-    finally:
-        client.close(timeout=20)
-        local.close(timeout=20)
 
 
 def cluster_config(dest: Path, engine: str, **options: Any) -> Config:
@@ -408,11 +403,7 @@ def test_a_cluster_left_without_workers_fails_the_lines_instead_of_hanging(serve
     import downloader.cluster as cluster_module
 
     monkeypatch.setattr(cluster_module, "NO_WORKER_SECONDS", 1.0)
-    local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=":0")
-    client = distributed.Client(local)
-    try:
-        client.wait_for_workers(1, timeout=60)
+    with local_dask(1) as (client, local):
         urls = [server.file_url(f"orphaned-{i}.bin", 2_000_000, Rule(rate=200_000)) for i in range(4)]
         stopper = threading.Timer(1.5, lambda: local.scale(0))
         stopper.start()
@@ -420,9 +411,6 @@ def test_a_cluster_left_without_workers_fails_the_lines_instead_of_hanging(serve
         summary, results = run_on(client, cluster_config(tmp_path / "out", "asyncio"), urls)
 
         stopper.join()
-    finally:
-        client.close(timeout=20)
-        local.close(timeout=20)
     assert 4 == summary.failed
     assert all("no worker for 1 s" in str(r.error) for r in results)
     assert not any((tmp_path / "out" / f"orphaned-{i}.bin").exists() for i in range(4))
