@@ -72,6 +72,15 @@ def test_block_boundaries_change_nothing(block_size: int) -> None:
         assert entries_read(data) == count_entries(io.BytesIO(data), block_size=block_size), data
 
 
+def counted_with_peak(path: Path) -> tuple[int | None, int]:
+    """count_file of ``path``, and the most memory Python held meanwhile (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        return count_file(path), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_line_longer_than_any_block_is_one_entry(tmp_path: Path) -> None:
     """A 30 MB line with no newline is counted without being held: memory stays about one block."""
     path = tmp_path / "long-line.txt"
@@ -81,12 +90,7 @@ def test_a_line_longer_than_any_block_is_one_entry(tmp_path: Path) -> None:
             file.write(b"x" * (1 << 20))
         file.write(b"\n" + URL + b"\n")
 
-    tracemalloc.start()
-    try:
-        counted = count_file(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    counted, peak = counted_with_peak(path)
 
     assert 2 == counted
     assert peak < 4 * (1 << 20), peak
@@ -101,12 +105,7 @@ def test_a_large_list_is_counted_in_bounded_memory(tmp_path: Path) -> None:
             file.write(b"# a thousand lines\n" + block)
         file.write(b"\n\n   \r\n")
 
-    tracemalloc.start()
-    try:
-        counted = count_file(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    counted, peak = counted_with_peak(path)
 
     assert 999_000 == counted
     assert peak < 4 * (1 << 20), peak
