@@ -57,7 +57,7 @@ class Run:
                  stream: IO[str] | None = None, list_failures: bool = False, dask: object | None = None,
                  total: FileTotal | None = None) -> None:
         self.config = config
-        self._checksums = _checksum_table(config)
+        self._filters = ListFilters(config)
         if config.shard is not None:
             total = None
         self._backend: _Backend
@@ -81,25 +81,9 @@ class Run:
         """Fetch every entry (of ``config.shard`` only, when it is set), with the digests of
         ``config.checksum_files``. On KeyboardInterrupt the parts stay on disk and the interrupt
         propagates."""
-        summary = self._backend(self._prepared(entries))
-        self._checked()
+        summary = self._backend(self._filters(entries))
+        self._filters.log_outcome()
         return summary
-
-    def _prepared(self, entries: Iterable[Entry]) -> Iterable[Entry]:
-        """``entries`` with the digests of ``config.checksum_files``, then only those of
-        ``config.shard`` when it is set."""
-        if self._checksums is not None:  # before the shard: a name of another shard is matched, not unmatched
-            entries = self._checksums.apply(entries, self.config.layout)
-        if self.config.shard is None:
-            return entries
-        from downloader.sharding import Shard, in_shard
-
-        return in_shard(entries, Shard(*self.config.shard), self.config.layout)
-
-    def _checked(self) -> None:
-        """Log what the checksum files matched (the names no URL matched, with -v)."""
-        if self._checksums is not None:
-            self._checksums.log_outcome()
 
     def summary(self) -> Summary:
         """Counts so far; jobs still in flight count as interrupted once the run was stopped."""
@@ -115,17 +99,38 @@ class Run:
         return self._backend.peak_rss()
 
 
-def _checksum_table(config: Config) -> ChecksumTable | None:
-    """The digests of ``config.checksum_files``, read before anything else of a run starts.
+class ListFilters:
+    """What a run does to its entries as this process reads them, before they are spread:
+    the digests of ``config.checksum_files`` go to their jobs, then only the entries of
+    ``config.shard`` go on. The same for :class:`Run`, :class:`AsyncRun` and ``--dry-run``.
+
+    The checksum files are read when it is made, before anything of a run starts.
 
     Raises:
         ChecksumFileError: a file cannot be read, or a line of it is not a digest.
     """
-    if not config.checksum_files:
-        return None
-    from downloader.checksumfiles import ChecksumTable
 
-    return ChecksumTable.read(config.checksum_files)
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._checksums: ChecksumTable | None = None
+        if config.checksum_files:
+            from downloader.checksumfiles import ChecksumTable
+
+            self._checksums = ChecksumTable.read(config.checksum_files)
+
+    def __call__(self, entries: Iterable[Entry]) -> Iterable[Entry]:
+        if self._checksums is not None:  # before the shard: a name of another shard is matched, not unmatched
+            entries = self._checksums.apply(entries, self.config.layout)
+        if self.config.shard is None:
+            return entries
+        from downloader.sharding import Shard, in_shard
+
+        return in_shard(entries, Shard(*self.config.shard), self.config.layout)
+
+    def log_outcome(self) -> None:
+        """Log what the checksum files matched (the names no URL matched, with -v)."""
+        if self._checksums is not None:
+            self._checksums.log_outcome()
 
 
 class AsyncRun:
@@ -163,13 +168,13 @@ class AsyncRun:
         Raises:
             asyncio.CancelledError: the awaiting task was cancelled; the parts stay on disk.
         """
-        entries = self._run._prepared(entries)
+        entries = self._run._filters(entries)
         backend = self._run._backend
         if isinstance(backend, LocalRun) and self.config.engine == "asyncio":
             summary = await backend.run_async(entries)
         else:
             summary = await _in_a_worker(lambda: backend(entries), interrupt=True)
-        self._run._checked()
+        self._run._filters.log_outcome()
         return summary
 
     def summary(self) -> Summary:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from downloader.amounts import parse_amount
-from downloader.api import Run
+from downloader.api import ListFilters, Run
 from downloader.config import Config, __version__, default_processes
 from downloader.cookies import CookiesFileError, read_file
 from downloader.errors import ChecksumFileError, ClusterError, ListFormatError, ManifestError
@@ -264,17 +264,13 @@ def status_main(argv: list[str]) -> int:
 def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     """Print one line per entry and a total; exit 1 when some entry would fail."""
     from downloader import dryrun
-    from downloader.checksumfiles import ChecksumTable
-    from downloader.sharding import Shard, in_shard
 
     try:
-        checksums = ChecksumTable.read(config.checksum_files)
+        filters = ListFilters(config)
     except ChecksumFileError as error:
         print(f"downloader: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    entries = checksums.apply(entries, config.layout)
-    if config.shard is not None:
-        entries = in_shard(entries, Shard(*config.shard), config.layout)
+    entries = iter(filters(entries))
 
     def printed() -> Iterator[dryrun.Planned]:
         for item in dryrun.plan(entries, config):
@@ -286,8 +282,7 @@ def _dry_run(config: Config, entries: Iterator[Entry]) -> int:
     except ManifestError as error:  # raised before the first line is planned
         print(f"downloader: error: {error} (--no-manifest plans without it)", file=sys.stderr)
         return EXIT_USAGE
-    if config.checksum_files:
-        checksums.log_outcome()
+    filters.log_outcome()
     total = f"{known} bytes announced by size=" + (f", {unknown} of unknown size" if unknown else "")
     print(", ".join(f"{action} {count}" for action, count in counts.items()) + f"; {total}")
     return EXIT_FAILED if counts["fail"] else EXIT_OK
